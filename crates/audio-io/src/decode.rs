@@ -1,0 +1,293 @@
+//! The symphonia decode loop: packets -> mono f32 blocks, streamed into a [`MonoSink`].
+
+use std::path::Path;
+
+use symphonia::core::codecs::audio::AudioDecoderOptions;
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, TrackType};
+use symphonia::core::io::{MediaSource, MediaSourceStream};
+use symphonia::core::meta::MetadataOptions;
+
+use crate::resample::MonoSink;
+use crate::{Audio, Error, LoadOptions, Result};
+
+/// Decodes `source` (described by `path` in errors, its extension used as a hint) to mono.
+pub(crate) fn decode(
+    path: &Path,
+    source: Box<dyn MediaSource>,
+    options: &LoadOptions,
+) -> Result<Audio> {
+    let mss = MediaSourceStream::new(source, Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    let mut format = symphonia::default::get_probe()
+        .probe(
+            &hint,
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .map_err(|e| Error::UnsupportedFormat {
+            path: path.to_path_buf(),
+            reason: probe_reason(&e),
+        })?;
+
+    let track = format
+        .default_track(TrackType::Audio)
+        .ok_or_else(|| Error::NoAudioTrack {
+            path: path.to_path_buf(),
+        })?;
+    let track_id = track.id;
+    let expected_frames = track.num_frames;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .ok_or_else(|| Error::NoAudioTrack {
+            path: path.to_path_buf(),
+        })?
+        .clone();
+    let decoder_options = AudioDecoderOptions::default().gapless(options.gapless);
+    let mut decoder = symphonia::default::get_codecs()
+        .make_audio_decoder(&params, &decoder_options)
+        .map_err(|_| Error::UnsupportedCodec {
+            path: path.to_path_buf(),
+            codec: codec_name(&params),
+        })?;
+
+    let mut source_rate = params.sample_rate;
+    let mut source_channels = params.channels.as_ref().map(|c| c.count());
+    let mut sink: Option<MonoSink> = None;
+    let mut interleaved: Vec<f32> = Vec::new();
+    let mut mono: Vec<f32> = Vec::new();
+    let mut stats = DamageStats::default();
+    let mut truncated = false;
+
+    loop {
+        let packet = match format.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) | Err(SymError::ResetRequired) => break,
+            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                truncated = true;
+                break;
+            }
+            Err(e) => {
+                return Err(Error::Demux {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        if packet.track_id != track_id {
+            continue;
+        }
+        stats.see_packet(packet.pts.get(), packet.dur.get());
+        let buf = match decoder.decode(&packet) {
+            Ok(buf) => buf,
+            // A damaged packet inside a good stream: skip it, count it, go on.
+            Err(SymError::DecodeError(_)) | Err(SymError::IoError(_)) => {
+                stats.skip_packet(packet.dur.get());
+                continue;
+            }
+            Err(e) => {
+                return Err(Error::Demux {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        if buf.frames() == 0 {
+            continue;
+        }
+        let spec = buf.spec();
+        let rate = spec.rate();
+        let channels = spec.channels().count();
+        if channels == 0 || rate == 0 {
+            return Err(Error::InvalidStream {
+                path: path.to_path_buf(),
+                reason: format!("decoded block has {channels} channels at {rate} Hz"),
+            });
+        }
+        match source_rate {
+            Some(r) if r != rate && sink.is_some() => {
+                return Err(Error::InvalidStream {
+                    path: path.to_path_buf(),
+                    reason: format!("sample rate changes mid-stream ({r} Hz -> {rate} Hz)"),
+                });
+            }
+            _ => source_rate = Some(rate),
+        }
+        source_channels = Some(channels);
+        buf.copy_to_vec_interleaved(&mut interleaved);
+        downmix(&interleaved, channels, &mut mono);
+        if options.quantize_to_i16 {
+            quantize_i16(&mut mono);
+        }
+        stats.decoded_frames += mono.len() as u64;
+        let sink = match &mut sink {
+            Some(s) => s,
+            None => sink.insert(MonoSink::new(
+                path,
+                rate,
+                options.target_sample_rate_hz.unwrap_or(rate),
+                options.resampler,
+                expected_frames,
+            )?),
+        };
+        sink.push(path, &mono)?;
+    }
+
+    let lost_frames = stats.check(path, expected_frames, truncated, options)?;
+    let (Some(sink), Some(source_rate)) = (sink, source_rate) else {
+        return Err(Error::NoSamples {
+            path: path.to_path_buf(),
+        });
+    };
+    let sample_rate_hz = options.target_sample_rate_hz.unwrap_or(source_rate);
+    let samples = sink.finish(path)?;
+    if samples.is_empty() {
+        return Err(Error::NoSamples {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(Audio {
+        samples,
+        sample_rate_hz,
+        source_sample_rate_hz: source_rate,
+        source_channels: source_channels.unwrap_or(1),
+        source_frames: stats.decoded_frames,
+        skipped_packets: stats.skipped_packets,
+        lost_frames,
+    })
+}
+
+/// What decoding lost: packets the decoder rejected, and stretches the demuxer skipped while
+/// resynchronising over damaged data (seen as jumps in the packet timestamps).
+#[derive(Debug, Default)]
+struct DamageStats {
+    packets: u64,
+    skipped_packets: u64,
+    skipped_frames: u64,
+    gap_frames: u64,
+    decoded_frames: u64,
+    next_pts: Option<i64>,
+}
+
+impl DamageStats {
+    fn see_packet(&mut self, pts: i64, dur: u64) {
+        self.packets += 1;
+        // Before the first audible frame, timestamps jump over trimmed encoder delay (Vorbis
+        // pre-roll, MP3 gapless): that is not damage.
+        if let Some(next) = self.next_pts
+            && pts > next
+            && self.decoded_frames > 0
+        {
+            self.gap_frames += (pts - next) as u64;
+        }
+        self.next_pts = Some(pts.saturating_add(i64::try_from(dur).unwrap_or(i64::MAX)));
+    }
+
+    fn skip_packet(&mut self, dur: u64) {
+        self.skipped_packets += 1;
+        self.skipped_frames += dur;
+    }
+
+    /// Frames lost inside the stream: skipped packets and resynchronisation gaps.
+    fn damaged_frames(&self) -> u64 {
+        self.skipped_frames + self.gap_frames
+    }
+
+    /// Rejects a stream that ends before its data does or that lost too much to damage;
+    /// otherwise returns the frames lost (damage plus a small shortfall against the header).
+    fn check(
+        &self,
+        path: &Path,
+        announced: Option<u64>,
+        hit_eof: bool,
+        options: &LoadOptions,
+    ) -> Result<u64> {
+        let damaged = self.damaged_frames();
+        let seen = self.decoded_frames + damaged;
+        let shortfall = announced.map_or(0, |n| n.saturating_sub(seen));
+        let max = f64::from(options.max_damaged_fraction);
+        // Ends inside a packet or page (Ogg, FLAC, WAV), or well before the frame count the
+        // header announces (MP3 with a Xing/LAME tag or a CBR size estimate, FLAC, WAV).
+        let short_of_header = announced.is_some_and(|n| shortfall as f64 > max * n as f64);
+        if !options.allow_truncated && (hit_eof || short_of_header) {
+            return Err(Error::Truncated {
+                path: path.to_path_buf(),
+                decoded_frames: self.decoded_frames,
+                announced_frames: announced,
+            });
+        }
+        if damaged > 0 && damaged as f64 > max * seen as f64 {
+            return Err(Error::Damaged {
+                path: path.to_path_buf(),
+                lost_frames: damaged,
+                total_frames: seen,
+                skipped_packets: self.skipped_packets,
+                max_fraction: options.max_damaged_fraction,
+            });
+        }
+        Ok(damaged + shortfall)
+    }
+}
+
+/// Channel mean in f32, summed in channel order then divided: `np.mean(y, axis=0)` of librosa.
+fn downmix(interleaved: &[f32], channels: usize, mono: &mut Vec<f32>) {
+    mono.clear();
+    if channels == 1 {
+        mono.extend_from_slice(interleaved);
+        return;
+    }
+    let n = channels as f32;
+    mono.extend(interleaved.chunks_exact(channels).map(|frame| {
+        let mut acc = frame[0];
+        for &x in &frame[1..] {
+            acc += x;
+        }
+        acc / n
+    }));
+}
+
+/// Rounds to 16-bit PCM and back (`round(x * 32768)`, clipped, `/ 32768`): the int16 path of
+/// librosa 0.5.1's audioread/ffmpeg decoder that the paper's features went through.
+fn quantize_i16(mono: &mut [f32]) {
+    for x in mono {
+        *x = (*x * 32768.0).round().clamp(-32768.0, 32767.0) / 32768.0;
+    }
+}
+
+fn probe_reason(e: &SymError) -> String {
+    match e {
+        SymError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "no known container signature before the end of the file".to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+fn codec_name(params: &symphonia::core::codecs::audio::AudioCodecParameters) -> String {
+    use symphonia::core::codecs::audio::well_known::*;
+    let known = [
+        (CODEC_ID_OPUS, "Opus"),
+        (CODEC_ID_AAC, "AAC"),
+        (CODEC_ID_SPEEX, "Speex"),
+        (CODEC_ID_AC3, "AC-3"),
+        (CODEC_ID_EAC3, "E-AC-3"),
+        (CODEC_ID_WMA, "WMA"),
+        (CODEC_ID_ALAC, "ALAC"),
+        (CODEC_ID_WAVPACK, "WavPack"),
+        (CODEC_ID_MONKEYS_AUDIO, "Monkey's Audio"),
+        (CODEC_ID_MP1, "MPEG-1 Layer I"),
+        (CODEC_ID_MP2, "MPEG-1 Layer II"),
+    ];
+    known
+        .iter()
+        .find(|(id, _)| *id == params.codec)
+        .map(|(_, name)| (*name).to_string())
+        .unwrap_or_else(|| format!("codec id {}", params.codec))
+}

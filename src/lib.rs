@@ -1,1 +1,6 @@
+//! artist-crnn: the paper's experiment put together from the workspace crates.
+//!
+//! This root package holds the examples (`melspec`, `prepare`, `experiment`, `predict`,
+//! `representation`), the criterion benches, and the small pieces of glue they share.
 
+pub mod cli;

@@ -1,1 +1,27 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
+mod adam;
+mod checkpoint;
+mod config;
+mod data;
+mod error;
+mod layers;
+mod model;
+mod predict;
+mod trainer;
+mod tuning;
+
+pub use adam::KerasAdam;
+pub use checkpoint::{
+    CONFIG_FILE, EpochRecord, HISTORY_FILE, ModelFile, RunStatus, TrainedModel, WEIGHTS_FILE,
+    read_history,
+};
+pub use config::{CrnnConfig, PAPER_SLICE_FRAMES, TrainConfig};
+pub use data::{SliceSource, ViewSource};
+pub use error::{Error, Result};
+pub use layers::{KerasBatchNorm, KerasGru, glorot_uniform, hard_sigmoid, to_channels_last};
+pub use model::{Crnn2d, keras_categorical_crossentropy, parameter_counts};
+pub use predict::{embed, predict_proba};
+pub use trainer::{Control, ExistingRun, Silent, TrainObserver, TrainOutcome, Trainer, evaluate};
+pub use tuning::recycle_large_allocations;

@@ -1,0 +1,111 @@
+//! Keras 2.1.1 Adam.
+
+use tch::{Tensor, nn};
+
+use crate::{Error, Result, TrainConfig};
+
+/// Adam as Keras 2.1.1 computes it: `lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t)`,
+/// `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`, `p -= lr_t m / (sqrt(v) + eps)`: epsilon
+/// is added to the bias-*uncorrected* `sqrt(v)` (PyTorch adds it to the corrected one).
+#[derive(Debug)]
+pub struct KerasAdam {
+    names: Vec<String>,
+    params: Vec<Tensor>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    step: u64,
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    epsilon: f64,
+}
+
+impl KerasAdam {
+    /// Adam over the trainable variables of `vs` (in name order), zero moments, step 0.
+    pub fn new(vs: &nn::VarStore, config: &TrainConfig) -> Self {
+        let mut named: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let m = named.iter().map(|(_, t)| t.zeros_like()).collect();
+        let v = named.iter().map(|(_, t)| t.zeros_like()).collect();
+        let (names, params) = named.into_iter().unzip();
+        Self {
+            names,
+            params,
+            m,
+            v,
+            step: 0,
+            lr: config.learning_rate,
+            beta1: config.beta1,
+            beta2: config.beta2,
+            epsilon: config.epsilon,
+        }
+    }
+
+    /// Updates done so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Back-propagates `loss` and applies one update.
+    pub fn backward_step(&mut self, loss: &Tensor) {
+        for p in &mut self.params {
+            p.zero_grad();
+        }
+        loss.backward();
+        self.step += 1;
+        let t = self.step as i32;
+        let lr_t = self.lr * (1.0 - self.beta2.powi(t)).sqrt() / (1.0 - self.beta1.powi(t));
+        tch::no_grad(|| {
+            for ((p, m), v) in self.params.iter().zip(&mut self.m).zip(&mut self.v) {
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                *m *= self.beta1;
+                *m += &g * (1.0 - self.beta1);
+                *v *= self.beta2;
+                *v += &g * &g * (1.0 - self.beta2);
+                let update = &*m * lr_t / (v.sqrt() + self.epsilon);
+                let mut p = p.shallow_clone();
+                p -= update;
+            }
+        });
+    }
+
+    /// The moments as named tensors (`m.<variable>`, `v.<variable>`), for a checkpoint.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::with_capacity(2 * self.names.len());
+        for ((name, m), v) in self.names.iter().zip(&self.m).zip(&self.v) {
+            out.push((format!("m.{name}"), m.shallow_clone()));
+            out.push((format!("v.{name}"), v.shallow_clone()));
+        }
+        out
+    }
+
+    /// Restores moments saved by [`state`](Self::state) and the step count.
+    pub fn load_state(&mut self, tensors: &[(String, Tensor)], step: u64) -> Result<()> {
+        let find = |key: String| {
+            tensors
+                .iter()
+                .find(|(n, _)| *n == key)
+                .map(|(_, t)| t)
+                .ok_or_else(|| Error::ModelFile {
+                    path: "optimizer state".into(),
+                    reason: format!("missing tensor {key}"),
+                })
+        };
+        tch::no_grad(|| -> Result<()> {
+            for ((name, m), v) in self.names.iter().zip(&mut self.m).zip(&mut self.v) {
+                m.f_copy_(find(format!("m.{name}"))?)?;
+                v.f_copy_(find(format!("v.{name}"))?)?;
+            }
+            Ok(())
+        })?;
+        self.step = step;
+        Ok(())
+    }
+}

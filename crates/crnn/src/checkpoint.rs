@@ -1,0 +1,231 @@
+//! The model directory: `config.json`, `weights.safetensors`, `history.csv`, and while
+//! training, `resume/` (two alternating checkpoint slots and `state.json`, the commit point).
+//! Every file is written to a temporary name and renamed.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor, nn};
+
+use crate::error::io_err;
+use crate::{Crnn2d, CrnnConfig, Error, Result, TrainConfig};
+
+/// `config.json`.
+pub const CONFIG_FILE: &str = "config.json";
+/// The best weights (all variables, BatchNorm moving statistics included).
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
+/// Per-epoch history.
+pub const HISTORY_FILE: &str = "history.csv";
+const RESUME_DIR: &str = "resume";
+const STATE_FILE: &str = "state.json";
+
+/// Whether the run behind a model directory has finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Training is under way or was interrupted; `weights.safetensors` holds the best epoch so far.
+    Training,
+    /// Training ended (early stop or the epoch limit); `weights.safetensors` is the result.
+    Finished,
+}
+
+/// `config.json`: everything needed to rebuild and use the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelFile {
+    /// Version of this layout.
+    pub format_version: u32,
+    /// Version of the crnn crate that wrote it.
+    pub crate_version: String,
+    /// The network.
+    pub model: CrnnConfig,
+    /// Class names in label order.
+    pub class_names: Vec<String>,
+    /// The training settings.
+    pub train: TrainConfig,
+    /// Caller's metadata (this project stores the mel configuration and the split here).
+    pub metadata: serde_json::Value,
+    /// Run status.
+    pub status: RunStatus,
+    /// Epochs completed.
+    pub epochs_completed: usize,
+    /// Epoch (1-based) whose weights are in `weights.safetensors`; 0 before the first.
+    pub best_epoch: usize,
+    /// Its validation loss.
+    pub best_val_loss: Option<f64>,
+}
+
+/// The resume commit point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ResumeState {
+    pub epoch: usize,
+    pub slot: usize,
+    pub adam_step: u64,
+    pub best_val_loss: Option<f64>,
+    pub best_epoch: usize,
+    pub wait: usize,
+}
+
+/// One epoch of history.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss (train mode, dropout on), as Keras logs it.
+    pub loss: f64,
+    /// Training accuracy.
+    pub acc: f64,
+    /// Validation loss (eval mode).
+    pub val_loss: f64,
+    /// Validation accuracy.
+    pub val_acc: f64,
+    /// Wall time of the epoch (training + validation).
+    pub seconds: f64,
+}
+
+/// Writes through a temporary file in the same directory and a rename.
+pub(crate) fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    // Keep the extension last: tch picks the format from it.
+    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+    if let Err(e) = write(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_atomic(path, |tmp| {
+        let text = serde_json::to_string_pretty(value).map_err(|e| Error::ModelFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(tmp, text).map_err(io_err(tmp))
+    })
+}
+
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    serde_json::from_str(&text).map_err(|e| Error::ModelFile {
+        path: path.to_path_buf(),
+        reason: format!("unreadable JSON: {e}"),
+    })
+}
+
+pub(crate) fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    write_atomic(path, |tmp| Ok(Tensor::write_safetensors(tensors, tmp)?))
+}
+
+/// All variables of a VarStore, by name, sorted.
+pub(crate) fn named_variables(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+pub(crate) fn load_variables(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Err(Error::ModelFile {
+            path: path.to_path_buf(),
+            reason: "missing".into(),
+        });
+    }
+    vs.load(path).map_err(|e| Error::ModelFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+pub(crate) fn write_history(path: &Path, history: &[EpochRecord]) -> Result<()> {
+    let mut text = String::from("epoch,loss,acc,val_loss,val_acc,seconds\n");
+    for h in history {
+        text += &format!(
+            "{},{},{},{},{},{:.3}\n",
+            h.epoch, h.loss, h.acc, h.val_loss, h.val_acc, h.seconds
+        );
+    }
+    write_atomic(path, |tmp| std::fs::write(tmp, text).map_err(io_err(tmp)))
+}
+
+/// Reads `history.csv` of a model directory.
+pub fn read_history(dir: &Path) -> Result<Vec<EpochRecord>> {
+    let path = dir.join(HISTORY_FILE);
+    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+    let bad = |line: usize| Error::ModelFile {
+        path: path.clone(),
+        reason: format!("line {line} is not epoch,loss,acc,val_loss,val_acc,seconds"),
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 6 {
+            return Err(bad(i + 1));
+        }
+        let num = |k: usize| f[k].parse::<f64>().map_err(|_| bad(i + 1));
+        out.push(EpochRecord {
+            epoch: f[0].parse().map_err(|_| bad(i + 1))?,
+            loss: num(1)?,
+            acc: num(2)?,
+            val_loss: num(3)?,
+            val_acc: num(4)?,
+            seconds: num(5)?,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) struct ResumePaths {
+    pub state: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl ResumePaths {
+    pub fn new(model_dir: &Path) -> Self {
+        let dir = model_dir.join(RESUME_DIR);
+        Self {
+            state: dir.join(STATE_FILE),
+            dir,
+        }
+    }
+    pub fn weights(&self, slot: usize) -> PathBuf {
+        self.dir.join(format!("slot-{slot}.weights.safetensors"))
+    }
+    pub fn adam(&self, slot: usize) -> PathBuf {
+        self.dir.join(format!("slot-{slot}.adam.safetensors"))
+    }
+}
+
+/// A trained model loaded from its directory, ready for inference.
+#[derive(Debug)]
+pub struct TrainedModel {
+    /// The variables.
+    pub vs: nn::VarStore,
+    /// The network.
+    pub model: Crnn2d,
+    /// Its `config.json`.
+    pub file: ModelFile,
+}
+
+impl TrainedModel {
+    /// Loads `config.json` and `weights.safetensors` from `dir` onto `device`.
+    pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let file: ModelFile = read_json(&dir.join(CONFIG_FILE))?;
+        if file.class_names.len() != file.model.n_classes {
+            return Err(Error::ModelFile {
+                path: dir.join(CONFIG_FILE),
+                reason: format!(
+                    "{} class names for {} classes",
+                    file.class_names.len(),
+                    file.model.n_classes
+                ),
+            });
+        }
+        let mut vs = nn::VarStore::new(device);
+        let mut model = Crnn2d::new(&vs.root(), &file.model)?;
+        model.channels_last = file.train.channels_last && device == Device::Cpu;
+        load_variables(&mut vs, &dir.join(WEIGHTS_FILE))?;
+        Ok(Self { vs, model, file })
+    }
+}

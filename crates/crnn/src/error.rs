@@ -1,0 +1,125 @@
+//! The one error type of this crate.
+
+use std::path::PathBuf;
+
+/// Why a model could not be built, trained, saved, loaded or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration field breaks a rule.
+    #[error("invalid {field}: {rule}")]
+    InvalidConfig {
+        /// The field.
+        field: &'static str,
+        /// The rule broken, with the value given.
+        rule: String,
+    },
+    /// Slices too short for the four time poolings.
+    #[error(
+        "slice_frames = {given} is too short: the four (.., 2) time poolings need at least {minimum} frames"
+    )]
+    SliceTooShort {
+        /// Frames given.
+        given: usize,
+        /// The minimum.
+        minimum: usize,
+    },
+    /// Data of the wrong shape.
+    #[error("{what}: expected shape {expected:?}, got {got:?}")]
+    Shape {
+        /// Which input.
+        what: &'static str,
+        /// Expected shape.
+        expected: Vec<i64>,
+        /// Shape given.
+        got: Vec<i64>,
+    },
+    /// A label outside `0..n_classes`.
+    #[error("{what}: label {label} at index {index} is outside 0..{n_classes}")]
+    Label {
+        /// Which data.
+        what: &'static str,
+        /// The label.
+        label: usize,
+        /// Where.
+        index: usize,
+        /// Classes of the model.
+        n_classes: usize,
+    },
+    /// An empty data source where data is needed.
+    #[error("{0} has no slices")]
+    EmptyData(&'static str),
+    /// The loss became NaN or infinite; the last good checkpoint on disk is kept.
+    #[error(
+        "training diverged: loss is {loss} in epoch {epoch} (batch {batch}); the checkpoint of the \
+         last completed epoch is kept in {dir} (lower the learning rate, check the inputs for NaN)"
+    )]
+    Diverged {
+        /// Epoch (1-based).
+        epoch: usize,
+        /// Batch within the epoch.
+        batch: usize,
+        /// The loss value.
+        loss: f64,
+        /// The model directory.
+        dir: PathBuf,
+    },
+    /// The model directory holds a finished run.
+    #[error(
+        "{dir} holds a finished training run; delete it or choose another directory to train again"
+    )]
+    AlreadyTrained {
+        /// The model directory.
+        dir: PathBuf,
+    },
+    /// The model directory holds an unfinished run and resume was not asked for.
+    #[error(
+        "{dir} holds an unfinished training run (epoch {epoch}); resume it or delete the directory"
+    )]
+    UnfinishedRun {
+        /// The model directory.
+        dir: PathBuf,
+        /// Last completed epoch.
+        epoch: usize,
+    },
+    /// A saved run or model does not match what is being asked of it.
+    #[error("{dir}: {what} differs from the saved run ({detail})")]
+    Mismatch {
+        /// The model directory.
+        dir: PathBuf,
+        /// What differs.
+        what: &'static str,
+        /// How.
+        detail: String,
+    },
+    /// A model directory file is missing or unreadable.
+    #[error("{path}: {reason}")]
+    ModelFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// libtorch failed.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// File system error.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

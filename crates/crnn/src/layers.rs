@@ -1,0 +1,163 @@
+//! Keras 2.1.1 layers written with tch ops: BatchNormalization and GRU (reset before the
+//! recurrent product, hard sigmoid), and the Keras initialisers.
+
+use tch::{Tensor, nn, nn::Init};
+
+/// Keras `glorot_uniform` for a kernel with these fans.
+pub fn glorot_uniform(fan_in: usize, fan_out: usize) -> Init {
+    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
+    Init::Uniform {
+        lo: -limit,
+        up: limit,
+    }
+}
+
+/// Keras 2's `hard_sigmoid`: `clip(0.2 x + 0.5, 0, 1)` (Keras 3's is `relu6(x + 3) / 6`).
+pub fn hard_sigmoid(x: &Tensor) -> Tensor {
+    (x * 0.2 + 0.5).clamp(0.0, 1.0)
+}
+
+/// Keras BatchNormalization over dimension 1 of its input (channels, or mel bins for the
+/// input normalisation). Training uses batch statistics and updates the moving averages with
+/// the **biased** batch variance, `moving = m * moving + (1 - m) * batch`; inference uses the
+/// moving statistics. One pass: `native_batch_norm` returns the batch mean and
+/// `1 / sqrt(var + eps)`, from which the biased variance follows without a second reduction.
+#[derive(Debug)]
+pub struct KerasBatchNorm {
+    /// Scale (Keras `gamma`), initialised to 1.
+    pub gamma: Tensor,
+    /// Offset (Keras `beta`), initialised to 0.
+    pub beta: Tensor,
+    /// Moving mean, not trained, initialised to 0.
+    pub moving_mean: Tensor,
+    /// Moving variance, not trained, initialised to 1.
+    pub moving_variance: Tensor,
+    momentum: f64,
+    epsilon: f64,
+}
+
+impl KerasBatchNorm {
+    /// `channels` statistics under `path`.
+    pub fn new(path: nn::Path<'_>, channels: usize, momentum: f64, epsilon: f64) -> Self {
+        let c = channels as i64;
+        Self {
+            gamma: path.var("gamma", &[c], Init::Const(1.0)),
+            beta: path.var("beta", &[c], Init::Const(0.0)),
+            moving_mean: path.zeros_no_train("moving_mean", &[c]),
+            moving_variance: path.ones_no_train("moving_variance", &[c]),
+            momentum,
+            epsilon,
+        }
+    }
+
+    /// Normalises `x` (N, C, ...) per channel C.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        if !train {
+            return x.batch_norm(
+                Some(&self.gamma),
+                Some(&self.beta),
+                Some(&self.moving_mean),
+                Some(&self.moving_variance),
+                false,
+                0.0,
+                self.epsilon,
+                false,
+            );
+        }
+        let (y, mean, invstd) = x.native_batch_norm(
+            Some(&self.gamma),
+            Some(&self.beta),
+            None::<&Tensor>,
+            None::<&Tensor>,
+            true,
+            0.0,
+            self.epsilon,
+        );
+        tch::no_grad(|| {
+            let var = invstd.pow_tensor_scalar(-2.0) - self.epsilon;
+            let m = self.momentum;
+            let mut mm = self.moving_mean.shallow_clone();
+            let mut mv = self.moving_variance.shallow_clone();
+            mm *= m;
+            mm += mean * (1.0 - m);
+            mv *= m;
+            mv += var * (1.0 - m);
+        });
+        y
+    }
+}
+
+/// Keras 2.1.1 GRU (`reset_after=False`, `implementation=1`): gates z, r, h in that order in
+/// the kernels; `z, r = hard_sigmoid(x W + b + h U)`; `h~ = tanh(x W_h + b_h + (r * h) U_h)`;
+/// `h = z * h_prev + (1 - z) * h~`; one bias; zero initial state. (tch's and PyTorch's GRU
+/// apply the reset after the product, use the logistic sigmoid and two biases.)
+#[derive(Debug)]
+pub struct KerasGru {
+    /// Input kernel `[input, 3 units]`, glorot uniform.
+    pub kernel: Tensor,
+    /// Recurrent kernel `[units, 3 units]`, orthogonal.
+    pub recurrent_kernel: Tensor,
+    /// Bias `[3 units]`, zeros.
+    pub bias: Tensor,
+    units: i64,
+}
+
+impl KerasGru {
+    /// A GRU of `units` over `input` features under `path`.
+    pub fn new(path: nn::Path<'_>, input: usize, units: usize) -> Self {
+        let u3 = 3 * units as i64;
+        Self {
+            kernel: path.var(
+                "kernel",
+                &[input as i64, u3],
+                glorot_uniform(input, 3 * units),
+            ),
+            recurrent_kernel: path.var(
+                "recurrent_kernel",
+                &[units as i64, u3],
+                Init::Orthogonal { gain: 1.0 },
+            ),
+            bias: path.var("bias", &[u3], Init::Const(0.0)),
+            units: units as i64,
+        }
+    }
+
+    /// `x` (B, T, input) -> (B, T, units) with `return_sequences`, else the last state (B, units).
+    pub fn forward(&self, x: &Tensor, return_sequences: bool) -> Tensor {
+        let size = x.size();
+        let (b, t) = (size[0], size[1]);
+        let n = self.units;
+        let xw = x.matmul(&self.kernel) + &self.bias; // input part of all steps at once
+        let u_zr = self.recurrent_kernel.narrow(1, 0, 2 * n);
+        let u_h = self.recurrent_kernel.narrow(1, 2 * n, n);
+        let mut h = Tensor::zeros([b, n], (x.kind(), x.device()));
+        let mut outputs = Vec::with_capacity(if return_sequences { t as usize } else { 0 });
+        for s in 0..t {
+            let xs = xw.select(1, s);
+            let zr = hard_sigmoid(&(xs.narrow(1, 0, 2 * n) + h.matmul(&u_zr)));
+            let z = zr.narrow(1, 0, n);
+            let r = zr.narrow(1, n, n);
+            let candidate = (xs.narrow(1, 2 * n, n) + (&r * &h).matmul(&u_h)).tanh();
+            h = &candidate + &z * (&h - &candidate);
+            if return_sequences {
+                outputs.push(h.shallow_clone());
+            }
+        }
+        if return_sequences {
+            Tensor::stack(&outputs, 1)
+        } else {
+            h
+        }
+    }
+}
+
+/// A differentiable copy of a 4-d tensor in NHWC strides (PyTorch `channels_last`): a
+/// channels-last conv weight makes libtorch's oneDNN run the conv stack in NHWC. (tch has no
+/// memory-format API, and `permute().contiguous()` is a no-op when C == 1.)
+pub fn to_channels_last(t: &Tensor) -> Tensor {
+    let s = t.size();
+    let (c, h, w) = (s[1], s[2], s[3]);
+    let mut out = Tensor::empty_strided(&s, [h * w * c, 1, w * c, c], (t.kind(), t.device()));
+    out.copy_(t);
+    out
+}

@@ -1,0 +1,179 @@
+//! [`Crnn2d`]: the paper's network.
+
+use tch::nn::{Init, ModuleT};
+use tch::{Kind, Tensor, nn};
+
+use crate::layers::{KerasBatchNorm, KerasGru, glorot_uniform, to_channels_last};
+use crate::{CrnnConfig, Error, Result};
+
+/// CRNN2D (`src/models.py`), Keras-exact. Input `[batch, 1, n_mels, slice_frames]` (the NCHW
+/// view of Keras's channels-last `(n_mels, frames, 1)`):
+///
+/// 1. BatchNorm over the frequency axis (per-mel-bin statistics, Keras `axis=1`);
+/// 2. four blocks: Conv2d 3x3 "same" with bias -> ELU -> BatchNorm over channels ->
+///    MaxPool (2,2), (4,2), (4,2), (4,2) -> Dropout 0.1;
+/// 3. frequency is now 1: the sequence `(time', 128)` (Keras Permute + Reshape order);
+/// 4. GRU 32 returning the sequence -> GRU 32 last state -> Dropout 0.3: the 32-d
+///    bottleneck ([`embed_t`](Self::embed_t));
+/// 5. Dense `n_classes`: [`forward_t`](ModuleT::forward_t) returns these logits; softmax gives
+///    the probabilities Keras outputs ([`probabilities_t`](Self::probabilities_t)).
+///
+/// 394,324 variables for 20 classes, 393,172 of them trained (the rest are BatchNorm moving
+/// statistics), as Keras's `count_params()`.
+#[derive(Debug)]
+pub struct Crnn2d {
+    config: CrnnConfig,
+    bn_in: KerasBatchNorm,
+    conv_kernels: Vec<Tensor>,
+    conv_biases: Vec<Tensor>,
+    bns: Vec<KerasBatchNorm>,
+    gru1: KerasGru,
+    gru2: KerasGru,
+    dense_kernel: Tensor,
+    dense_bias: Tensor,
+    /// Run the conv stack channels-last (see [`TrainConfig::channels_last`](crate::TrainConfig)).
+    pub channels_last: bool,
+}
+
+impl Crnn2d {
+    /// Builds the network's variables under `path` with Keras's initialisers (glorot uniform
+    /// conv, dense and GRU input kernels; orthogonal recurrent kernels; zero biases).
+    pub fn new(path: &nn::Path<'_>, config: &CrnnConfig) -> Result<Self> {
+        config.validate()?;
+        let c = config;
+        let bn_in = KerasBatchNorm::new(path / "bn_in", c.n_mels, c.bn_momentum, c.bn_epsilon);
+        let (mut conv_kernels, mut conv_biases, mut bns) = (vec![], vec![], vec![]);
+        let mut cin = 1usize;
+        for (i, &cout) in c.conv_filters.iter().enumerate() {
+            let p = path / format!("conv{}", i + 1);
+            conv_kernels.push(p.var(
+                "kernel",
+                &[cout as i64, cin as i64, 3, 3],
+                glorot_uniform(9 * cin, 9 * cout),
+            ));
+            conv_biases.push(p.var("bias", &[cout as i64], Init::Const(0.0)));
+            bns.push(KerasBatchNorm::new(
+                path / format!("bn{}", i + 1),
+                cout,
+                c.bn_momentum,
+                c.bn_epsilon,
+            ));
+            cin = cout;
+        }
+        let gru1 = KerasGru::new(path / "gru1", c.gru_input_size(), c.gru_units);
+        let gru2 = KerasGru::new(path / "gru2", c.gru_units, c.gru_units);
+        let d = path / "dense";
+        let dense_kernel = d.var(
+            "kernel",
+            &[c.gru_units as i64, c.n_classes as i64],
+            glorot_uniform(c.gru_units, c.n_classes),
+        );
+        let dense_bias = d.var("bias", &[c.n_classes as i64], Init::Const(0.0));
+        Ok(Self {
+            config: c.clone(),
+            bn_in,
+            conv_kernels,
+            conv_biases,
+            bns,
+            gru1,
+            gru2,
+            dense_kernel,
+            dense_bias,
+            channels_last: false,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CrnnConfig {
+        &self.config
+    }
+
+    /// The input shape without the batch: `[1, n_mels, slice_frames]`.
+    pub fn input_shape(&self) -> [i64; 3] {
+        [
+            1,
+            self.config.n_mels as i64,
+            self.config.slice_frames as i64,
+        ]
+    }
+
+    /// Checks that `xs` is `[batch, 1, n_mels, slice_frames]`.
+    pub fn check_input(&self, xs: &Tensor) -> Result<()> {
+        let got = xs.size();
+        let [c, f, t] = self.input_shape();
+        if got.len() != 4 || got[1] != c || got[2] != f || got[3] != t {
+            return Err(Error::Shape {
+                what: "CRNN input",
+                expected: vec![-1, c, f, t],
+                got,
+            });
+        }
+        Ok(())
+    }
+
+    /// The 32-d bottleneck: GRU 2's last state after Dropout 0.3 (identity when `!train`),
+    /// what the paper's t-SNE plots.
+    pub fn embed_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let size = xs.size();
+        let (b, f, l) = (size[0], size[2], size[3]);
+        let mut h = self
+            .bn_in
+            .forward_t(&xs.reshape([b, f, l]), train)
+            .reshape([b, 1, f, l]);
+        for i in 0..4 {
+            let w = if self.channels_last {
+                to_channels_last(&self.conv_kernels[i])
+            } else {
+                self.conv_kernels[i].shallow_clone()
+            };
+            h = h
+                .conv2d(&w, Some(&self.conv_biases[i]), [1, 1], [1, 1], [1, 1], 1)
+                .elu();
+            h = self.bns[i].forward_t(&h, train);
+            let (pf, pt) = self.config.pool_sizes[i];
+            let pool = [pf as i64, pt as i64];
+            h = h.max_pool2d(pool, pool, [0, 0], [1, 1], false);
+            h = h.dropout(self.config.conv_dropout, train);
+        }
+        // (B, C, F', T') -> Keras Permute((2, 1, 3)) + Reshape: (B, T', F' * C), index f * C + c.
+        let s = h.size();
+        let (c, f2, t2) = (s[1], s[2], s[3]);
+        let seq = h.permute([0, 3, 2, 1]).reshape([b, t2, f2 * c]);
+        let seq = self.gru1.forward(&seq, true);
+        let last = self.gru2.forward(&seq, false);
+        last.dropout(self.config.gru_dropout, train)
+    }
+
+    /// Softmax probabilities (what the Keras model outputs).
+    pub fn probabilities_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.forward_t(xs, train).softmax(-1, Kind::Float)
+    }
+}
+
+impl ModuleT for Crnn2d {
+    /// Logits `[batch, n_classes]`.
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.embed_t(xs, train).matmul(&self.dense_kernel) + &self.dense_bias
+    }
+}
+
+/// Keras `categorical_crossentropy` on softmax outputs: probabilities renormalised, clipped to
+/// `[1e-7, 1 - 1e-7]`, `-sum(y log p)` averaged over the batch. `labels` are class indices.
+pub fn keras_categorical_crossentropy(
+    probabilities: &Tensor,
+    labels: &Tensor,
+    n_classes: i64,
+) -> Tensor {
+    let k = probabilities.kind();
+    let onehot = labels.one_hot(n_classes).to_kind(k);
+    let p = probabilities / probabilities.sum_dim_intlist(-1, true, k);
+    let p = p.clamp(1e-7, 1.0 - 1e-7);
+    -(onehot * p.log()).sum_dim_intlist(-1, false, k).mean(k)
+}
+
+/// (trainable, all) variable counts of a VarStore: all includes the BatchNorm moving statistics.
+pub fn parameter_counts(vs: &nn::VarStore) -> (usize, usize) {
+    let trainable = vs.trainable_variables().iter().map(|t| t.numel()).sum();
+    let all = vs.variables().values().map(|t| t.numel()).sum();
+    (trainable, all)
+}

@@ -1,0 +1,76 @@
+//! Batched inference: class probabilities and the 32-d bottleneck.
+
+use ndarray::Array2;
+use tch::nn::ModuleT;
+use tch::{Device, Kind, Tensor};
+
+use crate::data::{SliceSource, check_source, for_each_batch};
+use crate::{Crnn2d, Error, Result};
+
+fn run(
+    model: &Crnn2d,
+    source: &dyn SliceSource,
+    batch_size: usize,
+    device: Device,
+    width: usize,
+    f: impl Fn(&Tensor) -> Tensor,
+) -> Result<Array2<f32>> {
+    let c = model.config();
+    check_source("inference data", source, c.n_mels, c.slice_frames, None)?;
+    let order: Vec<usize> = (0..source.len()).collect();
+    let mut out = Vec::with_capacity(source.len() * width);
+    tch::no_grad(|| {
+        for_each_batch(source, &order, batch_size.max(1), |_, batch| {
+            let n = batch.labels.len();
+            let xs = Tensor::f_from_slice(&batch.data)?
+                .f_view([n as i64, 1, c.n_mels as i64, c.slice_frames as i64])?
+                .f_to_device(device)?;
+            let y = f(&xs)
+                .f_to_kind(Kind::Float)?
+                .f_to_device(Device::Cpu)?
+                .f_contiguous()?;
+            out.extend(Vec::<f32>::try_from(y.f_view([-1])?)?);
+            Ok(())
+        })
+    })?;
+    Array2::from_shape_vec((source.len(), width), out).map_err(|e| Error::Shape {
+        what: "inference output",
+        expected: vec![source.len() as i64, width as i64],
+        got: vec![e.to_string().len() as i64],
+    })
+}
+
+/// Softmax probabilities `[n_slices, n_classes]` in eval mode, without gradients, in batches
+/// of `batch_size` (256 is a good default on CPU).
+pub fn predict_proba(
+    model: &Crnn2d,
+    source: &dyn SliceSource,
+    batch_size: usize,
+    device: Device,
+) -> Result<Array2<f32>> {
+    run(
+        model,
+        source,
+        batch_size,
+        device,
+        model.config().n_classes,
+        |xs| model.forward_t(xs, false).softmax(-1, Kind::Float),
+    )
+}
+
+/// The 32-d bottleneck `[n_slices, gru_units]` in eval mode (what the paper's t-SNE plots).
+pub fn embed(
+    model: &Crnn2d,
+    source: &dyn SliceSource,
+    batch_size: usize,
+    device: Device,
+) -> Result<Array2<f32>> {
+    run(
+        model,
+        source,
+        batch_size,
+        device,
+        model.config().gru_units,
+        |xs| model.embed_t(xs, false),
+    )
+}

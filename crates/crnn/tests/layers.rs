@@ -1,0 +1,190 @@
+//! The Keras-exact pieces against references computed outside Rust or by hand.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crnn::{
+    Crnn2d, CrnnConfig, KerasAdam, KerasBatchNorm, KerasGru, PAPER_SLICE_FRAMES, TrainConfig,
+    parameter_counts,
+};
+use tch::nn::ModuleT;
+use tch::{Device, Kind, Tensor, nn};
+
+/// Output of `tests/keras_gru_reference.py` (numpy float64), the full sequence (B=2, T=5, U=3).
+const GRU_REFERENCE: [f64; 30] = [
+    -0.01161950104190298,
+    0.0887977624429762,
+    0.4417560546246148,
+    0.7015603469176371,
+    -0.15344875529309948,
+    -0.37454192057567004,
+    0.3997229180997945,
+    0.03400159857180569,
+    0.11014758314064263,
+    0.34020738961796354,
+    0.12780104405119638,
+    0.07650807232426937,
+    0.4496415223954223,
+    0.14463722270644375,
+    -0.1273896557508277,
+    0.9851342359677498,
+    -0.7056656864404564,
+    -0.6678676350391614,
+    0.9851342359677498,
+    -0.7056656864404564,
+    -0.28501629807798945,
+    0.9988912558257566,
+    0.08066843243031199,
+    -0.7082694663607465,
+    0.9988912558257566,
+    0.08066843243031199,
+    -0.355285339185351,
+    0.9966872775611187,
+    -0.3924767004918481,
+    -0.7335007224704607,
+];
+
+#[test]
+fn keras_gru_matches_numpy_transcription() {
+    let (b, t, i, u) = (2usize, 5usize, 4usize, 3usize);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut gru = KerasGru::new(vs.root() / "gru", i, u);
+    let x: Vec<f64> = (0..b)
+        .flat_map(|bb| {
+            (0..t).flat_map(move |tt| {
+                (0..i).map(move |ii| (0.3 * (bb * 100 + tt * 10 + ii) as f64).sin() * 2.0)
+            })
+        })
+        .collect();
+    let w: Vec<f64> = (0..i)
+        .flat_map(|r| (0..3 * u).map(move |c| (0.7 * (r * 9 + c) as f64).cos() * 0.8))
+        .collect();
+    let uk: Vec<f64> = (0..u)
+        .flat_map(|r| (0..3 * u).map(move |c| ((1.1 * (r * 9 + c) as f64) + 0.5).sin() * 0.9))
+        .collect();
+    let bias: Vec<f64> = (0..3 * u).map(|c| 0.05 * c as f64 - 0.2).collect();
+    gru.kernel = Tensor::from_slice(&w).view([i as i64, 3 * u as i64]);
+    gru.recurrent_kernel = Tensor::from_slice(&uk).view([u as i64, 3 * u as i64]);
+    gru.bias = Tensor::from_slice(&bias);
+    let xs = Tensor::from_slice(&x).view([b as i64, t as i64, i as i64]);
+    let seq = gru.forward(&xs, true);
+    let got = Vec::<f64>::try_from(seq.view([-1])).unwrap();
+    for (g, r) in got.iter().zip(GRU_REFERENCE) {
+        assert!((g - r).abs() < 1e-14, "{g} vs {r}");
+    }
+    let last = Vec::<f64>::try_from(gru.forward(&xs, false).view([-1])).unwrap();
+    assert_eq!(&last[..3], &got[12..15]);
+    assert_eq!(&last[3..], &got[27..30]);
+}
+
+#[test]
+fn batchnorm_train_eval_and_keras_momentum() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let bn = KerasBatchNorm::new(vs.root() / "bn", 2, 0.99, 1e-3);
+    // Channel 0: values 1..=8, channel 1: 10 * (1..=8) over (N=2, C=2, 4).
+    let data: Vec<f32> = (0..2)
+        .flat_map(|n| {
+            (0..2).flat_map(move |c| {
+                (0..4).map(move |k| ((n * 4 + k + 1) as f32) * if c == 0 { 1.0 } else { 10.0 })
+            })
+        })
+        .collect();
+    let x = Tensor::from_slice(&data).view([2, 2, 4]);
+    let y = bn.forward_t(&x, true);
+    // Train mode: batch statistics, biased variance: mean 4.5, var 5.25 (channel 0).
+    let y0 = Vec::<f32>::try_from(y.select(1, 0).reshape([-1])).unwrap();
+    let want0: Vec<f32> = (1..=8)
+        .map(|v| (v as f32 - 4.5) / (5.25f32 + 1e-3).sqrt())
+        .collect();
+    for (a, b) in y0.iter().zip(&want0) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+    // Moving averages: 0.99 * init + 0.01 * batch (biased variance).
+    let mm = Vec::<f32>::try_from(&bn.moving_mean).unwrap();
+    let mv = Vec::<f32>::try_from(&bn.moving_variance).unwrap();
+    assert!(
+        (mm[0] - 0.045).abs() < 1e-6 && (mm[1] - 0.45).abs() < 1e-5,
+        "{mm:?}"
+    );
+    assert!(
+        (mv[0] - (0.99 + 0.0525)).abs() < 1e-5 && (mv[1] - (0.99 + 5.25)).abs() < 1e-4,
+        "{mv:?}"
+    );
+    // Eval mode: moving statistics, and no update.
+    let e = bn.forward_t(&x, false);
+    let e0 = e.double_value(&[0, 0, 0]);
+    assert!(
+        (e0 - (1.0 - 0.045) / (0.99f64 + 0.0525 + 1e-3).sqrt()).abs() < 1e-5,
+        "{e0}"
+    );
+    assert_eq!(Vec::<f32>::try_from(&bn.moving_mean).unwrap(), mm);
+}
+
+#[test]
+fn one_adam_step_by_hand() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let p = vs.root().var("p", &[3], nn::Init::Const(0.0));
+    tch::no_grad(|| {
+        p.shallow_clone()
+            .copy_(&Tensor::from_slice(&[1.0f32, -2.0, 0.5]))
+    });
+    let cfg = TrainConfig {
+        learning_rate: 0.1,
+        ..TrainConfig::default()
+    };
+    let mut adam = KerasAdam::new(&vs, &cfg);
+    let c = Tensor::from_slice(&[3.0f32, -0.5, 1e-9]);
+    // loss = sum(p * c): gradient c.
+    adam.backward_step(&(&p * &c).sum(Kind::Float));
+    let got = Vec::<f32>::try_from(&p).unwrap();
+    // t = 1: lr_t = lr sqrt(1 - b2) / (1 - b1); m = 0.1 g; v = 0.001 g^2;
+    // p -= lr_t * m / (sqrt(v) + 1e-8)   (epsilon on the uncorrected sqrt(v), as Keras 2.1.1).
+    let lr_t = 0.1 * (1.0f64 - 0.999).sqrt() / (1.0 - 0.9);
+    for (k, (&p0, g)) in [1.0f64, -2.0, 0.5]
+        .iter()
+        .zip([3.0f64, -0.5, 1e-9])
+        .enumerate()
+    {
+        let (m, v) = (0.1 * g, 0.001 * g * g);
+        let want = p0 - lr_t * m / (v.sqrt() + 1e-8);
+        assert!(
+            (f64::from(got[k]) - want).abs() < 1e-6,
+            "param {k}: {} vs {want}",
+            got[k]
+        );
+    }
+    // The third gradient is tiny, so epsilon dominates: the step is ~0.0316 * 1e-9 / 4.2e-8.
+    assert!((f64::from(got[2]) - 0.5).abs() < 1e-3);
+    assert_eq!(adam.steps(), 1);
+}
+
+#[test]
+fn paper_parameter_count() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _m = Crnn2d::new(&vs.root(), &CrnnConfig::paper(20, 94)).unwrap();
+    assert_eq!(parameter_counts(&vs), (393_172, 394_324));
+}
+
+#[test]
+fn every_paper_slice_length_builds_and_runs() {
+    for frames in PAPER_SLICE_FRAMES {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = CrnnConfig::paper(20, frames);
+        let m = Crnn2d::new(&vs.root(), &cfg).unwrap();
+        let x = Tensor::randn([2, 1, 128, frames as i64], (Kind::Float, Device::Cpu)) * 10.0 - 40.0;
+        m.check_input(&x).unwrap();
+        assert_eq!(m.forward_t(&x, false).size(), vec![2, 20], "{frames}");
+        assert_eq!(m.forward_t(&x, true).size(), vec![2, 20], "{frames}");
+        assert_eq!(m.embed_t(&x, false).size(), vec![2, 32], "{frames}");
+        let p = m
+            .probabilities_t(&x, false)
+            .sum_dim_intlist(-1, false, Kind::Float);
+        assert!((p - 1.0).abs().max().double_value(&[]) < 1e-5);
+    }
+    let vs = nn::VarStore::new(Device::Cpu);
+    let err = Crnn2d::new(&vs.root(), &CrnnConfig::paper(20, 12)).unwrap_err();
+    assert!(err.to_string().contains("at least 16"), "{err}");
+    let m = Crnn2d::new(&(vs.root() / "ok"), &CrnnConfig::paper(20, 32)).unwrap();
+    assert!(
+        m.check_input(&Tensor::zeros([1, 1, 128, 33], (Kind::Float, Device::Cpu)))
+            .is_err()
+    );
+}

@@ -1,0 +1,300 @@
+//! The trainer on a tiny separable problem (CPU, one libtorch thread): learning, exact
+//! determinism, exact resume, save/load, the NaN guard and the model-directory rules.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crnn::{
+    Control, CrnnConfig, EpochRecord, Error, ExistingRun, RunStatus, Silent, SliceSource,
+    TrainConfig, TrainObserver, TrainedModel, Trainer, predict_proba,
+};
+use tch::Device;
+
+/// Two classes: class 0 has its energy in the low mel bands, class 1 in the high ones.
+struct Toy {
+    n: usize,
+    poison: AtomicBool,
+}
+
+impl Toy {
+    fn new(n: usize) -> Self {
+        Self {
+            n,
+            poison: AtomicBool::new(false),
+        }
+    }
+}
+
+impl SliceSource for Toy {
+    fn len(&self) -> usize {
+        self.n
+    }
+    fn slice_shape(&self) -> (usize, usize) {
+        (128, 16)
+    }
+    fn write_slice(&self, index: usize, out: &mut [f32]) {
+        let class = index % 2;
+        for (k, v) in out.iter_mut().enumerate() {
+            let (mel, t) = (k / 16, k % 16);
+            let hot = if class == 0 { mel < 64 } else { mel >= 64 };
+            let noise = (((index * 131 + k * 17) % 97) as f32 / 97.0 - 0.5) * 6.0;
+            *v = if hot { -20.0 } else { -60.0 } + noise + (t as f32 * 0.1);
+        }
+        if self.poison.load(Ordering::Relaxed) {
+            out[0] = f32::NAN;
+        }
+    }
+    fn label(&self, index: usize) -> usize {
+        index % 2
+    }
+}
+
+fn tiny() -> CrnnConfig {
+    CrnnConfig {
+        n_classes: 2,
+        slice_frames: 16,
+        conv_filters: [4, 8, 8, 8],
+        gru_units: 8,
+        ..CrnnConfig::default()
+    }
+}
+
+fn names() -> Vec<String> {
+    vec!["low".into(), "high".into()]
+}
+
+fn train_cfg(max_epochs: usize) -> TrainConfig {
+    TrainConfig {
+        max_epochs,
+        patience: 100,
+        seed: 3,
+        learning_rate: 3e-3,
+        ..TrainConfig::default()
+    }
+}
+
+/// libtorch's RNG and thread count are process-wide: tests that train take turns.
+static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    let guard = TORCH.lock().unwrap_or_else(|e| e.into_inner());
+    tch::set_num_threads(1);
+    guard
+}
+
+fn fit(
+    dir: &std::path::Path,
+    cfg: TrainConfig,
+    existing: ExistingRun,
+    observer: &mut dyn TrainObserver,
+) -> crnn::Result<crnn::TrainOutcome> {
+    let _guard = lock();
+    let (train, val) = (Toy::new(48), Toy::new(16));
+    Trainer::new(cfg).fit(
+        &tiny(),
+        &names(),
+        serde_json::json!({"test": true}),
+        &train,
+        &val,
+        dir,
+        Device::Cpu,
+        existing,
+        observer,
+    )
+}
+
+fn weights(dir: &std::path::Path) -> Vec<u8> {
+    std::fs::read(dir.join(crnn::WEIGHTS_FILE)).unwrap()
+}
+
+#[test]
+fn learns_a_separable_set_and_repeats_exactly() {
+    let a = tempfile::tempdir().unwrap();
+    let out = fit(a.path(), train_cfg(12), ExistingRun::Refuse, &mut Silent).unwrap();
+    let first = out.history.first().unwrap();
+    let last = out.history.last().unwrap();
+    assert!(
+        last.loss < first.loss,
+        "loss did not fall: {first:?} -> {last:?}"
+    );
+    assert_eq!(last.acc, 1.0, "training accuracy {last:?}");
+    assert_eq!(out.history.len(), 12);
+    // Same seed, one thread: identical weights and history.
+    let b = tempfile::tempdir().unwrap();
+    let out_b = fit(b.path(), train_cfg(12), ExistingRun::Refuse, &mut Silent).unwrap();
+    assert!(
+        weights(a.path()) == weights(b.path()),
+        "same seed, different weights"
+    );
+    let strip = |h: &[EpochRecord]| {
+        h.iter()
+            .map(|r| (r.loss, r.acc, r.val_loss, r.val_acc))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&out.history), strip(&out_b.history));
+    // The directory says it is finished and refuses to train again.
+    let file: crnn::ModelFile =
+        serde_json::from_str(&std::fs::read_to_string(a.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(file.status, RunStatus::Finished);
+    assert_eq!(file.best_epoch, out.best_epoch);
+    assert!(matches!(
+        fit(a.path(), train_cfg(12), ExistingRun::Resume, &mut Silent),
+        Err(Error::AlreadyTrained { .. })
+    ));
+    assert_eq!(crnn::read_history(a.path()).unwrap().len(), 12);
+}
+
+struct StopAfter(usize);
+impl TrainObserver for StopAfter {
+    fn epoch(&mut self, r: &EpochRecord, _improved: bool) -> Control {
+        if r.epoch >= self.0 {
+            Control::Interrupt
+        } else {
+            Control::Continue
+        }
+    }
+}
+
+#[test]
+fn interrupted_then_resumed_equals_uninterrupted() {
+    let whole = tempfile::tempdir().unwrap();
+    let full = fit(whole.path(), train_cfg(6), ExistingRun::Refuse, &mut Silent).unwrap();
+    let parts = tempfile::tempdir().unwrap();
+    let part = fit(
+        parts.path(),
+        train_cfg(6),
+        ExistingRun::Refuse,
+        &mut StopAfter(3),
+    )
+    .unwrap();
+    assert!(part.interrupted);
+    assert_eq!(part.history.len(), 3);
+    // Without asking to resume, an unfinished run is not touched.
+    assert!(matches!(
+        fit(parts.path(), train_cfg(6), ExistingRun::Refuse, &mut Silent),
+        Err(Error::UnfinishedRun { epoch: 3, .. })
+    ));
+    // A different configuration cannot resume it.
+    assert!(matches!(
+        fit(parts.path(), train_cfg(7), ExistingRun::Resume, &mut Silent),
+        Err(Error::Mismatch { .. })
+    ));
+    let rest = fit(parts.path(), train_cfg(6), ExistingRun::Resume, &mut Silent).unwrap();
+    assert_eq!(rest.history.len(), 6);
+    assert!(
+        weights(whole.path()) == weights(parts.path()),
+        "resumed run ends with different weights"
+    );
+    let strip = |h: &[EpochRecord]| h.iter().map(|r| (r.loss, r.val_loss)).collect::<Vec<_>>();
+    assert_eq!(strip(&full.history), strip(&rest.history));
+}
+
+#[test]
+fn save_load_gives_identical_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    fit(dir.path(), train_cfg(2), ExistingRun::Refuse, &mut Silent).unwrap();
+    let data = Toy::new(10);
+    let a = TrainedModel::load(dir.path(), Device::Cpu).unwrap();
+    let b = TrainedModel::load(dir.path(), Device::Cpu).unwrap();
+    let pa = predict_proba(&a.model, &data, 4, Device::Cpu).unwrap();
+    let pb = predict_proba(&b.model, &data, 7, Device::Cpu).unwrap();
+    assert_eq!(pa, pb);
+    assert_eq!(pa.dim(), (10, 2));
+    assert_eq!(a.file.class_names, names());
+    let e = crnn::embed(&a.model, &data, 3, Device::Cpu).unwrap();
+    assert_eq!(e.dim(), (10, 8));
+}
+
+struct PoisonAfterFirst<'a>(&'a Toy);
+impl TrainObserver for PoisonAfterFirst<'_> {
+    fn epoch(&mut self, _r: &EpochRecord, _improved: bool) -> Control {
+        self.0.poison.store(true, Ordering::Relaxed);
+        Control::Continue
+    }
+}
+
+#[test]
+fn nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
+    let _guard = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let (train, val) = (Toy::new(48), Toy::new(16));
+    let err = Trainer::new(train_cfg(5))
+        .fit(
+            &tiny(),
+            &names(),
+            serde_json::Value::Null,
+            &train,
+            &val,
+            dir.path(),
+            Device::Cpu,
+            ExistingRun::Refuse,
+            &mut PoisonAfterFirst(&train),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Diverged { epoch: 2, .. }), "{err}");
+    assert!(err.to_string().contains("checkpoint"), "{err}");
+    let file: crnn::ModelFile =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (file.status, file.epochs_completed, file.best_epoch),
+        (RunStatus::Training, 1, 1)
+    );
+    assert!(TrainedModel::load(dir.path(), Device::Cpu).is_ok());
+    // With clean data, the run resumes from epoch 1.
+    train.poison.store(false, Ordering::Relaxed);
+    let out = Trainer::new(train_cfg(5))
+        .fit(
+            &tiny(),
+            &names(),
+            serde_json::Value::Null,
+            &train,
+            &val,
+            dir.path(),
+            Device::Cpu,
+            ExistingRun::Resume,
+            &mut Silent,
+        )
+        .unwrap();
+    assert_eq!(out.history.len(), 5);
+}
+
+#[test]
+fn bad_data_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = Toy::new(8);
+    let empty = Toy::new(0);
+    let err = Trainer::new(train_cfg(1))
+        .fit(
+            &tiny(),
+            &names(),
+            serde_json::Value::Null,
+            &train,
+            &empty,
+            dir.path(),
+            Device::Cpu,
+            ExistingRun::Refuse,
+            &mut Silent,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::EmptyData(_)), "{err}");
+    let wrong = CrnnConfig {
+        slice_frames: 32,
+        ..tiny()
+    };
+    let err = Trainer::new(train_cfg(1))
+        .fit(
+            &wrong,
+            &names(),
+            serde_json::Value::Null,
+            &train,
+            &train,
+            dir.path(),
+            Device::Cpu,
+            ExistingRun::Refuse,
+            &mut Silent,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+}

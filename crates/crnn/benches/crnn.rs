@@ -15,7 +15,7 @@ fn bench_device(c: &mut Criterion, device: Device, frames: i64) {
     let cfg = CrnnConfig::paper(20, frames as usize);
     let vs = nn::VarStore::new(device);
     let mut model = Crnn2d::new(&vs.root(), &cfg).expect("paper config");
-    model.channels_last = device == Device::Cpu;
+    model.set_channels_last(device == Device::Cpu);
     let mut adam = KerasAdam::new(&vs, &TrainConfig::default());
     let x = Tensor::randn([16, 1, 128, frames], (Kind::Float, device)) * 10.0 - 40.0;
     let y = Tensor::randint(20, [16], (Kind::Int64, device));

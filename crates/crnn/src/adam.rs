@@ -80,8 +80,8 @@ impl KerasAdam {
     pub fn state(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::with_capacity(2 * self.names.len());
         for ((name, m), v) in self.names.iter().zip(&self.m).zip(&self.v) {
-            out.push((format!("m.{name}"), m.shallow_clone()));
-            out.push((format!("v.{name}"), v.shallow_clone()));
+            out.push((format!("m.{name}"), m.contiguous()));
+            out.push((format!("v.{name}"), v.contiguous()));
         }
         out
     }

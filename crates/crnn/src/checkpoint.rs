@@ -118,9 +118,14 @@ pub(crate) fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<
     write_atomic(path, |tmp| Ok(Tensor::write_safetensors(tensors, tmp)?))
 }
 
-/// All variables of a VarStore, by name, sorted.
+/// All variables of a VarStore, by name, sorted, contiguous (channels-last kernels are copied
+/// to the standard layout: safetensors stores row-major data).
 pub(crate) fn named_variables(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
-    let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    let mut v: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (n, t.contiguous()))
+        .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
@@ -224,8 +229,8 @@ impl TrainedModel {
         }
         let mut vs = nn::VarStore::new(device);
         let mut model = Crnn2d::new(&vs.root(), &file.model)?;
-        model.channels_last = file.train.channels_last && device == Device::Cpu;
         load_variables(&mut vs, &dir.join(WEIGHTS_FILE))?;
+        model.set_channels_last(file.train.channels_last && device == Device::Cpu);
         Ok(Self { vs, model, file })
     }
 }

@@ -212,7 +212,7 @@ impl Trainer {
         tch::manual_seed(tc.seed as i64);
         let mut vs = nn::VarStore::new(device);
         let mut model = Crnn2d::new(&vs.root(), model_config)?;
-        model.channels_last = tc.channels_last && device == Device::Cpu;
+        model.set_channels_last(tc.channels_last && device == Device::Cpu);
         let mut adam = KerasAdam::new(&vs, tc);
         let mut history = Vec::new();
         let (mut best_val_loss, mut best_epoch, mut wait, mut start_epoch) =

@@ -1,0 +1,70 @@
+//! Quick throughput check outside criterion:
+//! `cargo run --release -p crnn --example throughput -- [--frames 94] [--threads 2] [--no-malloc] [--nchw] [--device cuda]`
+use std::time::Instant;
+
+use crnn::{Crnn2d, CrnnConfig, KerasAdam, TrainConfig, keras_categorical_crossentropy};
+use tch::nn::ModuleT;
+use tch::{Device, Kind, Tensor, nn};
+
+fn arg(name: &str) -> Option<String> {
+    let a: Vec<String> = std::env::args().collect();
+    a.iter()
+        .position(|x| x == name)
+        .and_then(|i| a.get(i + 1).cloned())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let flag = |n: &str| std::env::args().any(|a| a == n);
+    if !flag("--no-malloc") {
+        crnn::recycle_large_allocations();
+    }
+    let frames: i64 = arg("--frames").map_or(Ok(94), |s| s.parse())?;
+    let threads: i32 = arg("--threads").map_or(Ok(2), |s| s.parse())?;
+    let device = if arg("--device").as_deref() == Some("cuda") {
+        Device::Cuda(0)
+    } else {
+        Device::Cpu
+    };
+    tch::set_num_threads(threads);
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(device);
+    let mut model = Crnn2d::new(&vs.root(), &CrnnConfig::paper(20, frames as usize))?;
+    model.set_channels_last(!flag("--nchw") && device == Device::Cpu);
+    let mut adam = KerasAdam::new(&vs, &TrainConfig::default());
+    let x = Tensor::randn([16, 1, 128, frames], (Kind::Float, device)) * 10.0 - 40.0;
+    let y = Tensor::randint(20, [16], (Kind::Int64, device));
+    let xi = Tensor::randn([256, 1, 128, frames], (Kind::Float, device)) * 10.0 - 40.0;
+    let infer = |reps: usize| {
+        let t = Instant::now();
+        for _ in 0..reps {
+            tch::no_grad(|| {
+                model
+                    .forward_t(&xi, false)
+                    .softmax(-1, Kind::Float)
+                    .double_value(&[0, 0])
+            });
+        }
+        (256 * reps) as f64 / t.elapsed().as_secs_f64()
+    };
+    infer(1);
+    let fresh = infer(3);
+    let mut step = || {
+        let probs = model.forward_t(&x, true).softmax(-1, Kind::Float);
+        let loss = keras_categorical_crossentropy(&probs, &y, 20);
+        adam.backward_step(&loss);
+        loss.double_value(&[])
+    };
+    for _ in 0..3 {
+        step();
+    }
+    let t = Instant::now();
+    for _ in 0..30 {
+        step();
+    }
+    let train = 16.0 * 30.0 / t.elapsed().as_secs_f64();
+    let after = infer(3);
+    println!(
+        "{frames} frames, {threads} threads, {device:?}: train {train:.1} slices/s, inference {fresh:.1} (fresh) / {after:.1} (after training) slices/s"
+    );
+    Ok(())
+}

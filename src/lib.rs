@@ -4,3 +4,4 @@
 //! `representation`), the criterion benches, and the small pieces of glue they share.
 
 pub mod cli;
+pub mod data;

@@ -7,11 +7,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use artist20::fetch::Tier;
-use artist20::{SplitKind, SplitOptions, make_split};
 use artist_crnn::cli::choose_device;
 use artist_crnn::data::{default_store_path, load_features, open_corpus, prepare_store};
 use artist_crnn::experiment::ModelMetadata;
+use artist20::fetch::Tier;
+use artist20::{SplitKind, SplitOptions, make_split};
 use clap::Parser;
 
 /// Embeds slices with the model, runs Barnes-Hut t-SNE (perplexity 30, 1000 iterations,
@@ -45,15 +45,23 @@ fn main() -> Result<()> {
     crnn::recycle_large_allocations();
     let args = Args::parse();
     let device = choose_device(args.device.as_deref())?;
-    let model = crnn::TrainedModel::load(&args.model, device).with_context(|| format!("loading {}", args.model.display()))?;
-    let meta: ModelMetadata = serde_json::from_value(model.file.metadata.clone()).context("the model has no feature metadata")?;
+    let model = crnn::TrainedModel::load(&args.model, device)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let meta: ModelMetadata = serde_json::from_value(model.file.metadata.clone())
+        .context("the model has no feature metadata")?;
     let data = args.data_dir.clone().unwrap_or_else(|| meta.data.clone());
     let corpus = open_corpus(Some(&data), Tier::Default)?;
-    let store = args.cache.clone().unwrap_or_else(|| default_store_path(&data));
+    let store = args
+        .cache
+        .clone()
+        .unwrap_or_else(|| default_store_path(&data));
     prepare_store(&corpus, &store, &meta.features, true)?;
     let (s, features) = load_features(&corpus, &store)?;
     if s.config() != &meta.features {
-        bail!("{}: features were made with a different configuration than the model's", store.display());
+        bail!(
+            "{}: features were made with a different configuration than the model's",
+            store.display()
+        );
     }
     let kind = match meta.split.as_str() {
         "song" => SplitKind::Song,
@@ -61,14 +69,49 @@ fn main() -> Result<()> {
         "official" => SplitKind::Official,
         other => bail!("unknown split {other:?} in the model metadata"),
     };
-    let mut split = make_split(&corpus, kind, meta.split_seed, &SplitOptions::default())
-        .or_else(|_| make_split(&corpus, kind, meta.split_seed, &SplitOptions { album_fallback: artist20::AlbumFallback::ValidationFromTrain, ..SplitOptions::default() }))?;
+    let mut split =
+        make_split(&corpus, kind, meta.split_seed, &SplitOptions::default()).or_else(|_| {
+            make_split(
+                &corpus,
+                kind,
+                meta.split_seed,
+                &SplitOptions {
+                    album_fallback: artist20::AlbumFallback::ValidationFromTrain,
+                    ..SplitOptions::default()
+                },
+            )
+        })?;
     if split.classes != model.file.class_names {
-        bail!("the corpus's classes {:?} differ from the model's {:?}", split.classes, model.file.class_names);
+        bail!(
+            "the corpus's classes {:?} differ from the model's {:?}",
+            split.classes,
+            model.file.class_names
+        );
     }
-    let tracks: Vec<usize> = if args.all_songs { (0..corpus.tracks.len()).filter(|&t| split.label(t).is_some()).collect() } else { std::mem::take(&mut split.test) };
-    let what = if args.all_songs { "all songs" } else { "test songs" };
-    let n = artist_crnn::representation::write_tsne(&model, &corpus, &features, &split, &tracks, device, &args.out, &format!("t-SNE of the bottleneck ({what})"))?;
-    println!("representation: {n} slices of {what} -> {} and tsne.csv", args.out.join("tsne.png").display());
+    let tracks: Vec<usize> = if args.all_songs {
+        (0..corpus.tracks.len())
+            .filter(|&t| split.label(t).is_some())
+            .collect()
+    } else {
+        std::mem::take(&mut split.test)
+    };
+    let what = if args.all_songs {
+        "all songs"
+    } else {
+        "test songs"
+    };
+    let n = artist_crnn::representation::write_tsne(
+        &model,
+        &features,
+        &split,
+        &tracks,
+        device,
+        &args.out,
+        &format!("t-SNE of the bottleneck ({what})"),
+    )?;
+    println!(
+        "representation: {n} slices of {what} -> {} and tsne.csv",
+        args.out.join("tsne.png").display()
+    );
     Ok(())
 }

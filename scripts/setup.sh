@@ -40,6 +40,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The default corpus is downloaded with `apt-get download`, which needs package lists; a fresh
+# Debian image has none.
+if ! ls /var/lib/apt/lists/*Packages* >/dev/null 2>&1; then
+  log "fetching apt package lists (apt-get update)"
+  $SUDO apt-get update -qq
+fi
+
 # ---- 2. Rust components -------------------------------------------------------------------
 if command -v rustup >/dev/null 2>&1; then
   for c in rustfmt clippy; do

@@ -6,7 +6,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use artist20::{Corpus, FeatureConfig, SliceIndex, SliceMode, Split, TrackFeatures};
-use crnn::{Control, CrnnConfig, EpochRecord, ExistingRun, TrainConfig, TrainObserver, TrainedModel, Trainer};
+use crnn::{
+    Control, CrnnConfig, EpochRecord, ExistingRun, TrainConfig, TrainObserver, TrainedModel,
+    Trainer,
+};
 use eval::{ClassificationReport, Level, TrialRecord, VoteRule};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
@@ -35,14 +38,30 @@ pub struct SplitSlices<'a> {
 
 impl<'a> SplitSlices<'a> {
     /// Slices of `tracks` with the split's labels (tracks of excluded artists must not be in it).
-    pub fn new(features: &'a TrackFeatures, split: &Split, tracks: &[usize], slice_frames: usize, mode: SliceMode, n_mels: usize) -> Result<Self> {
+    pub fn new(
+        features: &'a TrackFeatures,
+        split: &Split,
+        tracks: &[usize],
+        slice_frames: usize,
+        mode: SliceMode,
+        n_mels: usize,
+    ) -> Result<Self> {
         let index = SliceIndex::new(features, tracks, slice_frames, mode)?;
         let labels = index
             .slices
             .iter()
-            .map(|r| split.label(r.track).with_context(|| format!("track {} has no label in this split", r.track)))
+            .map(|r| {
+                split
+                    .label(r.track)
+                    .with_context(|| format!("track {} has no label in this split", r.track))
+            })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { features, index, labels, n_mels })
+        Ok(Self {
+            features,
+            index,
+            labels,
+            n_mels,
+        })
     }
 
     /// Label of every slice.
@@ -60,7 +79,10 @@ impl crnn::SliceSource for SplitSlices<'_> {
     }
     fn write_slice(&self, index: usize, out: &mut [f32]) {
         if let Some(view) = self.index.view(self.features, index) {
-            for (o, v) in out.chunks_exact_mut(self.index.slice_frames).zip(view.rows()) {
+            for (o, v) in out
+                .chunks_exact_mut(self.index.slice_frames)
+                .zip(view.rows())
+            {
                 for (a, b) in o.iter_mut().zip(v.iter()) {
                     *a = *b;
                 }
@@ -112,7 +134,11 @@ impl LevelReport {
                 weighted_f1: r.weighted_f1(),
                 accuracy: r.accuracy,
                 confusion: cm.outer_iter().map(|row| row.to_vec()).collect(),
-                undefined_classes: r.undefined_classes().into_iter().map(String::from).collect(),
+                undefined_classes: r
+                    .undefined_classes()
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
             },
             cm,
         ))
@@ -167,8 +193,20 @@ impl RunReport {
     /// The records the summary tables are made of.
     pub fn trial_records(&self) -> Vec<TrialRecord> {
         vec![
-            TrialRecord { split: self.split.clone(), level: Level::Slice, slice_frames: self.slice_frames, seed: self.seed, weighted_f1: self.slice_level.weighted_f1 },
-            TrialRecord { split: self.split.clone(), level: Level::Song, slice_frames: self.slice_frames, seed: self.seed, weighted_f1: self.song_level_paper_vote.weighted_f1 },
+            TrialRecord {
+                split: self.split.clone(),
+                level: Level::Slice,
+                slice_frames: self.slice_frames,
+                seed: self.seed,
+                weighted_f1: self.slice_level.weighted_f1,
+            },
+            TrialRecord {
+                split: self.split.clone(),
+                level: Level::Song,
+                slice_frames: self.slice_frames,
+                seed: self.seed,
+                weighted_f1: self.song_level_paper_vote.weighted_f1,
+            },
         ]
     }
 }
@@ -210,7 +248,8 @@ impl TrainObserver for Progress {
         if done == 1 {
             self.bar.set_length(total as u64);
             self.bar.set_position(0);
-            self.bar.set_message(format!("{} epoch {epoch}", self.label));
+            self.bar
+                .set_message(format!("{} epoch {epoch}", self.label));
         }
         self.bar.set_position(done as u64);
     }
@@ -237,16 +276,38 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<RunReport> {
     let report_path = spec.dir.join("report.json");
     if report_path.exists() {
         let text = std::fs::read_to_string(&report_path)?;
-        return serde_json::from_str(&text).with_context(|| format!("{}: unreadable; delete it to redo the run", report_path.display()));
+        return serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{}: unreadable; delete it to redo the run",
+                report_path.display()
+            )
+        });
     }
     let t0 = Instant::now();
     let split = spec.split;
     let n_mels = spec.feature_config.mel.n_mels;
-    let slices = |tracks: &[usize]| SplitSlices::new(spec.features, split, tracks, spec.slice_frames, spec.slice_mode, n_mels);
-    let (train, val, test) = (slices(&split.train)?, slices(&split.val)?, slices(&split.test)?);
+    let slices = |tracks: &[usize]| {
+        SplitSlices::new(
+            spec.features,
+            split,
+            tracks,
+            spec.slice_frames,
+            spec.slice_mode,
+            n_mels,
+        )
+    };
+    let (train, val, test) = (
+        slices(&split.train)?,
+        slices(&split.val)?,
+        slices(&split.test)?,
+    );
     for (set, name) in [(&train, "training"), (&val, "validation"), (&test, "test")] {
         if set.index.is_empty() {
-            bail!("{} slices of {} frames: the {name} set has none (its songs are all shorter than the slice rule needs)", split.kind.name(), spec.slice_frames);
+            bail!(
+                "{} slices of {} frames: the {name} set has none (its songs are all shorter than the slice rule needs)",
+                split.kind.name(),
+                spec.slice_frames
+            );
         }
     }
     let model_dir = spec.dir.join("model");
@@ -257,22 +318,56 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<RunReport> {
         split_seed: split.seed,
         data: spec.corpus.source.clone(),
     };
-    let model_config = CrnnConfig { n_mels, ..CrnnConfig::paper(split.classes.len(), spec.slice_frames) };
-    let label = format!("[{} {} seed {}]", split.kind.name(), spec.slice_frames, spec.train.seed);
-    let bar = ProgressBar::new(1).with_style(
-        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} batches {elapsed_precise} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let model_config = CrnnConfig {
+        n_mels,
+        ..CrnnConfig::paper(split.classes.len(), spec.slice_frames)
+    };
+    let label = format!(
+        "[{} {} seed {}]",
+        split.kind.name(),
+        spec.slice_frames,
+        spec.train.seed
     );
-    let mut progress = Progress { bar, label: label.clone() };
-    let existing = if spec.resume { ExistingRun::Resume } else { ExistingRun::Refuse };
+    let bar = ProgressBar::new(1).with_style(
+        ProgressStyle::with_template(
+            "{msg} {bar:30} {pos}/{len} batches {elapsed_precise} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut progress = Progress {
+        bar,
+        label: label.clone(),
+    };
+    let existing = if spec.resume {
+        ExistingRun::Resume
+    } else {
+        ExistingRun::Refuse
+    };
     let trainer = Trainer::new(spec.train.clone());
     let train_t0 = Instant::now();
-    let outcome = match trainer.fit(&model_config, &split.classes, serde_json::to_value(&metadata)?, &train, &val, &model_dir, spec.device, existing, &mut progress) {
+    let outcome = match trainer.fit(
+        &model_config,
+        &split.classes,
+        serde_json::to_value(&metadata)?,
+        &train,
+        &val,
+        &model_dir,
+        spec.device,
+        existing,
+        &mut progress,
+    ) {
         Ok(o) => o,
         Err(crnn::Error::AlreadyTrained { .. }) => {
             // Trained before, killed before its report: evaluate the saved model.
             let history = crnn::read_history(&model_dir)?;
             let file = TrainedModel::load(&model_dir, spec.device)?.file;
-            crnn::TrainOutcome { history, best_epoch: file.best_epoch, best_val_loss: file.best_val_loss.unwrap_or(f64::NAN), stopped_early: false, interrupted: false }
+            crnn::TrainOutcome {
+                history,
+                best_epoch: file.best_epoch,
+                best_val_loss: file.best_val_loss.unwrap_or(f64::NAN),
+                stopped_early: false,
+                interrupted: false,
+            }
         }
         Err(e) => return Err(e.into()),
     };
@@ -281,15 +376,26 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<RunReport> {
 
     let model = TrainedModel::load(&model_dir, spec.device)?;
     let probs = crnn::predict_proba(&model.model, &test, spec.train.eval_batch_size, spec.device)?;
-    let slice_pred: Vec<usize> = probs.outer_iter().map(|r| argmax(r.as_slice().unwrap_or(&[]))).collect();
+    let slice_pred: Vec<usize> = probs
+        .outer_iter()
+        .map(|r| argmax(r.as_slice().unwrap_or(&[])))
+        .collect();
     let (slice_level, slice_cm) = LevelReport::new(test.labels(), &slice_pred, &split.classes)?;
 
     // Song vote: one id per song key, the true label of the song's first slice (as the paper).
-    let keys: Vec<String> = test.index.slices.iter().map(|r| song_key_of(spec.corpus, r.track, spec.song_key)).collect();
+    let keys: Vec<String> = test
+        .index
+        .slices
+        .iter()
+        .map(|r| song_key_of(spec.corpus, r.track, spec.song_key))
+        .collect();
     let mut unique: Vec<String> = keys.clone();
     unique.sort();
     unique.dedup();
-    let song_of_slice: Vec<usize> = keys.iter().map(|k| unique.binary_search(k).unwrap_or(0)).collect();
+    let song_of_slice: Vec<usize> = keys
+        .iter()
+        .map(|k| unique.binary_search(k).unwrap_or(0))
+        .collect();
     let mut song_true = vec![usize::MAX; unique.len()];
     for (s, l) in song_of_slice.iter().zip(test.labels()) {
         if song_true[*s] == usize::MAX {
@@ -302,13 +408,42 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<RunReport> {
     let (song_mean, _) = LevelReport::new(&song_true, &mean_vote, &split.classes)?;
 
     std::fs::create_dir_all(&spec.dir)?;
-    let title = format!("{} split, {} frames, seed {}", split.kind.name(), spec.slice_frames, spec.train.seed);
-    eval::plot::plot_confusion(&spec.dir.join("confusion_slice.png"), &eval::normalize_rows(&slice_cm), &split.classes, &format!("Slice level: {title}"))?;
-    eval::plot::plot_confusion(&spec.dir.join("confusion_song.png"), &eval::normalize_rows(&song_cm), &split.classes, &format!("Song level (paper vote): {title}"))?;
-    let history: Vec<eval::plot::EpochPoint> = outcome.history.iter().map(|h| eval::plot::EpochPoint { loss: h.loss, acc: h.acc, val_loss: h.val_loss, val_acc: h.val_acc }).collect();
-    eval::plot::plot_training_curves(&spec.dir.join("training_curves.png"), &history, &format!("Training: {title}"))?;
+    let title = format!(
+        "{} split, {} frames, seed {}",
+        split.kind.name(),
+        spec.slice_frames,
+        spec.train.seed
+    );
+    eval::plot::plot_confusion(
+        &spec.dir.join("confusion_slice.png"),
+        &eval::normalize_rows(&slice_cm),
+        &split.classes,
+        &format!("Slice level: {title}"),
+    )?;
+    eval::plot::plot_confusion(
+        &spec.dir.join("confusion_song.png"),
+        &eval::normalize_rows(&song_cm),
+        &split.classes,
+        &format!("Song level (paper vote): {title}"),
+    )?;
+    let history: Vec<eval::plot::EpochPoint> = outcome
+        .history
+        .iter()
+        .map(|h| eval::plot::EpochPoint {
+            loss: h.loss,
+            acc: h.acc,
+            val_loss: h.val_loss,
+            val_acc: h.val_acc,
+        })
+        .collect();
+    eval::plot::plot_training_curves(
+        &spec.dir.join("training_curves.png"),
+        &history,
+        &format!("Training: {title}"),
+    )?;
 
-    let test_tracks_with_slices: std::collections::BTreeSet<usize> = test.index.slices.iter().map(|r| r.track).collect();
+    let test_tracks_with_slices: std::collections::BTreeSet<usize> =
+        test.index.slices.iter().map(|r| r.track).collect();
     let report = RunReport {
         split: split.kind.name(),
         slice_frames: spec.slice_frames,
@@ -321,7 +456,12 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<RunReport> {
         counts: RunCounts {
             songs: [split.train.len(), split.val.len(), split.test.len()],
             slices: [train.index.len(), val.index.len(), test.index.len()],
-            test_songs_without_slices: split.test.iter().filter(|t| !test_tracks_with_slices.contains(t)).map(|&t| spec.corpus.tracks[t].rel_path.clone()).collect(),
+            test_songs_without_slices: split
+                .test
+                .iter()
+                .filter(|t| !test_tracks_with_slices.contains(t))
+                .map(|&t| spec.corpus.tracks[t].rel_path.clone())
+                .collect(),
         },
         training: serde_json::json!({
             "best_epoch": outcome.best_epoch,
@@ -337,7 +477,9 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<RunReport> {
         song_level_mean_probability: song_mean,
         seconds: t0.elapsed().as_secs_f64(),
     };
-    crate::cli::write_atomic(&report_path, |tmp| Ok(std::fs::write(tmp, serde_json::to_string_pretty(&report)?)?))?;
+    crate::cli::write_atomic(&report_path, |tmp| {
+        Ok(std::fs::write(tmp, serde_json::to_string_pretty(&report)?)?)
+    })?;
     Ok(report)
 }
 
@@ -350,7 +492,13 @@ fn song_key_of(corpus: &Corpus, track: usize, key: SongKey) -> String {
 
 /// Index of the first maximum.
 pub fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0
+    v.iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |b, (i, &x)| if x > b.1 { (i, x) } else { b },
+        )
+        .0
 }
 
 /// Reads every `report.json` under `out`.
@@ -358,14 +506,17 @@ pub fn collect_reports(out: &Path) -> Result<Vec<RunReport>> {
     let mut reports = Vec::new();
     let mut stack = vec![out.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         entries.sort();
         for p in entries {
             if p.is_dir() && p.file_name().is_some_and(|n| n != "model") {
                 stack.push(p);
             } else if p.file_name().is_some_and(|n| n == "report.json") {
-                let r: RunReport = serde_json::from_str(&std::fs::read_to_string(&p)?).with_context(|| format!("{}", p.display()))?;
+                let r: RunReport = serde_json::from_str(&std::fs::read_to_string(&p)?)
+                    .with_context(|| format!("{}", p.display()))?;
                 reports.push(r);
             }
         }

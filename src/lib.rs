@@ -6,4 +6,5 @@
 pub mod cli;
 pub mod data;
 pub mod experiment;
+pub mod experiment_cli;
 pub mod representation;

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use artist20::{Corpus, Split, TrackFeatures};
+use artist20::{Split, TrackFeatures};
 use crnn::TrainedModel;
 use eval::TsneConfig;
 
@@ -11,12 +11,31 @@ use crate::experiment::SplitSlices;
 
 /// Embeds the slices of `tracks` with `model`, runs t-SNE and writes `tsne.csv`
 /// (`x0,x1,label`, as the paper's CSV) and `tsne.png` into `out`. Returns the point count.
-pub fn write_tsne(model: &TrainedModel, corpus: &Corpus, features: &TrackFeatures, split: &Split, tracks: &[usize], device: tch::Device, out: &Path, title: &str) -> Result<usize> {
+pub fn write_tsne(
+    model: &TrainedModel,
+    features: &TrackFeatures,
+    split: &Split,
+    tracks: &[usize],
+    device: tch::Device,
+    out: &Path,
+    title: &str,
+) -> Result<usize> {
     let c = model.model.config();
-    let meta: crate::experiment::ModelMetadata = serde_json::from_value(model.file.metadata.clone())?;
-    let slices = SplitSlices::new(features, split, tracks, c.slice_frames, meta.slice_mode, c.n_mels)?;
+    let meta: crate::experiment::ModelMetadata =
+        serde_json::from_value(model.file.metadata.clone())?;
+    let slices = SplitSlices::new(
+        features,
+        split,
+        tracks,
+        c.slice_frames,
+        meta.slice_mode,
+        c.n_mels,
+    )?;
     if slices.index.len() < 100 {
-        bail!("{} slices: too few for a t-SNE with perplexity 30 (needs > 90); use --all-songs or a shorter slice", slices.index.len());
+        bail!(
+            "{} slices: too few for a t-SNE with perplexity 30 (needs > 90); use --all-songs or a shorter slice",
+            slices.index.len()
+        );
     }
     let emb = crnn::embed(&model.model, &slices, 256, device)?;
     let xy = eval::tsne(emb.view(), &TsneConfig::default())?;
@@ -27,7 +46,12 @@ pub fn write_tsne(model: &TrainedModel, corpus: &Corpus, features: &TrackFeature
         csv += &format!("{},{},{}\n", p[0], p[1], names[l]);
     }
     crate::cli::write_atomic(&out.join("tsne.csv"), |tmp| Ok(std::fs::write(tmp, csv)?))?;
-    eval::plot::plot_scatter(&out.join("tsne.png"), xy.view(), slices.labels(), names, title)?;
-    let _ = corpus;
+    eval::plot::plot_scatter(
+        &out.join("tsne.png"),
+        xy.view(),
+        slices.labels(),
+        names,
+        title,
+    )?;
     Ok(xy.nrows())
 }

@@ -1,0 +1,153 @@
+//! End to end on a subset of the real `small` corpus (fetched with apt on first use, then
+//! cached in data/): experiment with 1 epoch, then every artefact checked for existence and
+//! form (JSON parses, PNGs have sensible sizes, the summary has the paper's layout), not for
+//! a score. A second call reads the finished run back instead of training again.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use artist_crnn::experiment_cli::{Args, run};
+use artist20::fetch::Tier;
+use clap::Parser;
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        &b[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is not a PNG",
+        path.display()
+    );
+    let be = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    (be(16), be(20))
+}
+
+#[test]
+fn experiment_on_a_small_subset_writes_every_artefact() {
+    crnn::recycle_large_allocations();
+    let corpus = artist_crnn::data::open_corpus(None, Tier::Small)
+        .expect("the small tier (needs apt and network on first use)");
+    // Three artists with short tracks: 32 songs, ~80 minutes of music.
+    let keep = ["eric_matyas", "roberto_lorenz", "sean_hawk"];
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("subset.tsv");
+    let lines: String = corpus
+        .tracks
+        .iter()
+        .filter(|t| keep.contains(&t.artist.as_str()))
+        .map(|t| {
+            format!(
+                "{}\t{}\t{}\n",
+                std::fs::canonicalize(&t.path).unwrap().display(),
+                t.artist,
+                t.album
+            )
+        })
+        .collect();
+    std::fs::write(&list, lines).unwrap();
+    let out = dir.path().join("out");
+    let cache = dir.path().join("features.h5");
+    let argv = |extra: &[&str]| {
+        let mut v = vec![
+            "experiment",
+            "--data-dir",
+            list.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        v.extend_from_slice(extra);
+        Args::try_parse_from(v).unwrap()
+    };
+    let first = run(argv(&[])).unwrap();
+    assert_eq!((first.runs, first.reports.len()), (1, 1));
+
+    let run_dir = out.join("song/94/seed-0");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["classes"].as_array().unwrap().len(), 3);
+    for key in [
+        "slice_level",
+        "song_level_paper_vote",
+        "song_level_mean_probability",
+    ] {
+        let f1 = report[key]["weighted_f1"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&f1), "{key}: {f1}");
+        assert!(report[key]["report"]["weighted avg"]["f1-score"].is_number());
+        assert_eq!(report[key]["confusion"].as_array().unwrap().len(), 3);
+    }
+    let songs: Vec<u64> = report["counts"]["songs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(songs.iter().sum::<u64>(), 32);
+    assert!(report["training"]["epochs"].as_u64().unwrap() == 1);
+
+    for png in ["confusion_slice.png", "confusion_song.png"] {
+        let (w, h) = png_size(&run_dir.join(png));
+        assert!(
+            (300..3000).contains(&w) && (300..3000).contains(&h),
+            "{png}: {w}x{h}"
+        );
+    }
+    assert_eq!(png_size(&run_dir.join("training_curves.png")), (1400, 560));
+    for f in ["config.json", "weights.safetensors", "history.csv"] {
+        assert!(run_dir.join("model").join(f).is_file(), "model/{f}");
+    }
+    let history = std::fs::read_to_string(run_dir.join("model/history.csv")).unwrap();
+    assert!(
+        history.starts_with("epoch,loss,acc,val_loss,val_acc,seconds\n")
+            && history.lines().count() == 2
+    );
+
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    for want in [
+        "### slice-level weighted F1",
+        "### song-level weighted F1",
+        "| split | 3 s (94) |",
+        "| song average |",
+        "| song best |",
+    ] {
+        assert!(md.contains(want), "summary.md lacks {want:?}:\n{md}");
+    }
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert!(
+        csv.starts_with("level,split,stat,94\n") && csv.contains("song,song,average,"),
+        "{csv}"
+    );
+
+    let tsne = std::fs::read_to_string(out.join("tsne.csv")).unwrap();
+    assert!(tsne.starts_with("x0,x1,label\n"));
+    let test_slices = report["counts"]["slices"][2].as_u64().unwrap() as usize;
+    assert_eq!(tsne.lines().count(), test_slices + 1);
+    assert_eq!(png_size(&out.join("tsne.png")), (1400, 1100));
+
+    // Re-run: the finished run is read back, not trained again.
+    let t = std::time::Instant::now();
+    let second = run(argv(&["--no-tsne"])).unwrap();
+    assert_eq!(second.reports.len(), 1);
+    assert!(
+        t.elapsed().as_secs_f64() < 30.0,
+        "a finished run was redone"
+    );
+
+    // Bad input: a missing data folder is a clear error.
+    let err = run(Args::try_parse_from([
+        "experiment",
+        "--data-dir",
+        "/nonexistent/corpus",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .unwrap())
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("no such folder"), "{err:#}");
+}

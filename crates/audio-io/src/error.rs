@@ -98,6 +98,15 @@ pub enum Error {
         /// The rule that was broken.
         reason: String,
     },
+    /// The decoder library panicked on this file (a malformed stream that trips one of its
+    /// internal checks); the panic was contained.
+    #[error("{path}: the decoder failed on malformed data ({message})")]
+    DecoderPanic {
+        /// The file.
+        path: PathBuf,
+        /// The panic message.
+        message: String,
+    },
     /// The requested options are not usable.
     #[error("invalid load options: {reason}")]
     InvalidOptions {

@@ -152,7 +152,7 @@ pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Audio> {
             path: path.to_path_buf(),
         });
     }
-    decode::decode(path, Box::new(file), options)
+    contain_panics(path, || decode::decode(path, Box::new(file), options))
 }
 
 /// Decodes audio held in memory. `name` is used in errors and its extension as a format hint.
@@ -164,5 +164,24 @@ pub fn load_bytes(name: impl AsRef<Path>, bytes: Vec<u8>, options: &LoadOptions)
             path: name.to_path_buf(),
         });
     }
-    decode::decode(name, Box::new(std::io::Cursor::new(bytes)), options)
+    contain_panics(name, || {
+        decode::decode(name, Box::new(std::io::Cursor::new(bytes)), options)
+    })
+}
+
+/// Runs a decode, turning a panic inside a codec into [`Error::DecoderPanic`]: crafted input
+/// can trip arithmetic-overflow checks in symphonia's decoders (found by fuzzing: MS-ADPCM),
+/// and a bad file must give an error, not abort the caller.
+fn contain_panics(path: &Path, decode: impl FnOnce() -> Result<Audio>) -> Result<Audio> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        Err(Error::DecoderPanic {
+            path: path.to_path_buf(),
+            message,
+        })
+    })
 }

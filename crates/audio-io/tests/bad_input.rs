@@ -219,3 +219,15 @@ fn every_prefix_of_a_file_is_handled_without_panic() {
         }
     }
 }
+
+#[test]
+fn a_codec_panic_is_contained_as_an_error() {
+    // Found by `cargo fuzz run decode`: an MS-ADPCM WAV whose coefficients overflow an i32
+    // multiplication inside symphonia-codec-adpcm 0.6.1 (a panic with overflow checks on).
+    let p = fixture("fuzz_crash_ms_adpcm_overflow.wav");
+    let result = std::panic::catch_unwind(|| load(&p, &LoadOptions::default()));
+    let result = result.expect("the panic escaped audio_io::load");
+    if let Err(e) = result {
+        assert_names_file(&e, &p);
+    }
+}

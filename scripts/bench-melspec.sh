@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Times the melspec bench and its librosa peer on the same 600 s signal, one after the other,
 # and prints both. Needs a Python with librosa (PYTHON=..., default python3):
-#   python3 -m venv /tmp/v && /tmp/v/bin/pip install librosa==0.11.0
-#   PYTHON=/tmp/v/bin/python scripts/bench-melspec.sh
+#   python3 -m venv .venv-librosa && .venv-librosa/bin/pip install librosa==0.11.0
+#   PYTHON=.venv-librosa/bin/python scripts/bench-melspec.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates the librosa golden vectors the melspec tests read (and the real-clip references
 # the root package's tests read). Needs a Python with librosa==0.11.0 soundfile numpy scipy:
-#   python3 -m venv /tmp/v && /tmp/v/bin/pip install librosa==0.11.0 soundfile
-#   PYTHON=/tmp/v/bin/python tools/make_melspec_golden.sh
+#   python3 -m venv .venv-librosa && .venv-librosa/bin/pip install librosa==0.11.0 soundfile
+#   PYTHON=.venv-librosa/bin/python tools/make_melspec_golden.sh
 # Synthetic cases are 1.5 s (the 3 s default only makes the files bigger); stft_power and the
 # f64 "truth" files are not kept; the filterbank is kept in sparse form (its 2,020 non-zeros
 # and each row's [start, end) band), which the test expands back to the dense matrix.

@@ -182,6 +182,7 @@ pub fn run(mut args: Args) -> Result<Outcome> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let mut runs_done = 0usize;
+    let mut splits = Vec::new();
     for kind in &kinds {
         for &seed in &args.seeds {
             let split = make_split_for(&corpus, *kind, seed, args.album_fallback)?;
@@ -223,6 +224,7 @@ pub fn run(mut args: Args) -> Result<Outcome> {
                     r.seconds
                 );
             }
+            splits.push(split);
         }
     }
 
@@ -241,27 +243,29 @@ pub fn run(mut args: Args) -> Result<Outcome> {
     })?;
 
     if !args.no_tsne {
-        // The paper plotted seed 21 at 313 frames; take the run closest to that.
-        let chosen = reports.iter().min_by_key(|r| {
-            (
-                r.slice_frames.abs_diff(313),
-                r.seed.abs_diff(21),
-                r.split != "song",
-            )
-        });
-        if let Some(r) = chosen {
+        // The paper plotted seed 21 at 313 frames; take the run of this call closest to that.
+        let split_of = |r: &crate::experiment::RunReport| {
+            splits
+                .iter()
+                .find(|s| s.kind.name() == r.split && s.seed == r.seed)
+        };
+        let chosen = reports
+            .iter()
+            .filter(|r| split_of(r).is_some())
+            .min_by_key(|r| {
+                (
+                    r.slice_frames.abs_diff(313),
+                    r.seed.abs_diff(21),
+                    r.split != "song",
+                )
+            });
+        if let Some((r, split)) = chosen.and_then(|r| Some((r, split_of(r)?))) {
             let dir = args
                 .out
                 .join(&r.split)
                 .join(r.slice_frames.to_string())
                 .join(format!("seed-{}", r.seed));
             let model = crnn::TrainedModel::load(&dir.join("model"), device)?;
-            let kind = kinds
-                .iter()
-                .copied()
-                .find(|k| k.name() == r.split)
-                .unwrap_or(SplitKind::Song);
-            let split = make_split_for(&corpus, kind, r.seed, args.album_fallback)?;
             let title = format!(
                 "t-SNE of the bottleneck, test songs ({} split, {} frames, seed {})",
                 r.split, r.slice_frames, r.seed
@@ -269,7 +273,7 @@ pub fn run(mut args: Args) -> Result<Outcome> {
             match crate::representation::write_tsne(
                 &model,
                 &features,
-                &split,
+                split,
                 &split.test,
                 device,
                 &args.out,

@@ -490,6 +490,8 @@ pub fn build_store(
     let old = FeatureStore::open(path)
         .ok()
         .filter(|s| s.config == *config);
+    let known: std::collections::BTreeSet<&str> =
+        corpus.tracks.iter().map(|t| t.rel_path.as_str()).collect();
 
     // No-op: every track stored and current (or failed, unchanged), nothing extra, no partial.
     if let Some(old) = &old
@@ -512,8 +514,6 @@ pub fn build_store(
                         .get(t.rel_path.as_str())
                         .is_some_and(|f| f.source_size == size && f.source_mtime_ns == mtime)
             });
-        let known: std::collections::BTreeSet<&str> =
-            corpus.tracks.iter().map(|t| t.rel_path.as_str()).collect();
         if all_current
             && old.entries.keys().all(|k| known.contains(k.as_str()))
             && old
@@ -577,12 +577,10 @@ pub fn build_store(
         }
     }
     // Entries of tracks no longer in the corpus.
-    let known: std::collections::BTreeSet<String> =
-        corpus.tracks.iter().map(|t| t.rel_path.clone()).collect();
     let stale: Vec<TrackEntry> = partial
         .entries
         .values()
-        .filter(|e| !known.contains(&e.rel_path))
+        .filter(|e| !known.contains(e.rel_path.as_str()))
         .cloned()
         .collect();
     for e in &stale {
@@ -593,7 +591,10 @@ pub fn build_store(
     let removed = old
         .as_ref()
         .map_or(0, |o| {
-            o.entries.keys().filter(|k| !known.contains(*k)).count()
+            o.entries
+                .keys()
+                .filter(|k| !known.contains(k.as_str()))
+                .count()
         })
         .max(stale.len());
 

@@ -4,6 +4,7 @@
 use std::sync::mpsc;
 
 use ndarray::ArrayView2;
+use tch::{Device, Tensor};
 
 use crate::{Error, Result};
 
@@ -155,4 +156,17 @@ pub(crate) fn for_each_batch(
         }
         Ok(())
     })
+}
+
+/// A batch of `n` row-major `[n_mels, frames]` slices as a `[n, 1, n_mels, frames]` tensor on `device`.
+pub(crate) fn batch_tensor(
+    data: &[f32],
+    n: usize,
+    n_mels: usize,
+    frames: usize,
+    device: Device,
+) -> Result<Tensor> {
+    Ok(Tensor::f_from_slice(data)?
+        .f_view([n as i64, 1, n_mels as i64, frames as i64])?
+        .f_to_device(device)?)
 }

@@ -4,7 +4,7 @@ use ndarray::Array2;
 use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor};
 
-use crate::data::{SliceSource, check_source, for_each_batch};
+use crate::data::{SliceSource, batch_tensor, check_source, for_each_batch};
 use crate::{Crnn2d, Error, Result};
 
 fn run(
@@ -22,9 +22,7 @@ fn run(
     tch::no_grad(|| {
         for_each_batch(source, &order, batch_size.max(1), |_, batch| {
             let n = batch.labels.len();
-            let xs = Tensor::f_from_slice(&batch.data)?
-                .f_view([n as i64, 1, c.n_mels as i64, c.slice_frames as i64])?
-                .f_to_device(device)?;
+            let xs = batch_tensor(&batch.data, n, c.n_mels, c.slice_frames, device)?;
             let y = f(&xs)
                 .f_to_kind(Kind::Float)?
                 .f_to_device(Device::Cpu)?
@@ -33,10 +31,11 @@ fn run(
             Ok(())
         })
     })?;
-    Array2::from_shape_vec((source.len(), width), out).map_err(|e| Error::Shape {
+    let got = out.len();
+    Array2::from_shape_vec((source.len(), width), out).map_err(|_| Error::Shape {
         what: "inference output",
         expected: vec![source.len() as i64, width as i64],
-        got: vec![e.to_string().len() as i64],
+        got: vec![got as i64],
     })
 }
 

@@ -14,7 +14,7 @@ use crate::checkpoint::{
     WEIGHTS_FILE, load_variables, named_variables, read_history, read_json, save_tensors,
     write_history, write_json,
 };
-use crate::data::{SliceSource, check_source, for_each_batch};
+use crate::data::{SliceSource, batch_tensor, check_source, for_each_batch};
 use crate::model::keras_categorical_crossentropy;
 use crate::{Crnn2d, CrnnConfig, Error, Result, TrainConfig};
 
@@ -89,18 +89,6 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-fn batch_tensor(
-    data: &[f32],
-    n: usize,
-    n_mels: usize,
-    frames: usize,
-    device: Device,
-) -> Result<Tensor> {
-    Ok(Tensor::f_from_slice(data)?
-        .f_view([n as i64, 1, n_mels as i64, frames as i64])?
-        .f_to_device(device)?)
 }
 
 impl Trainer {

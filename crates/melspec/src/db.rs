@@ -2,17 +2,30 @@
 
 use ndarray::ArrayViewMut2;
 
+use crate::kernels::{db_value, to_db};
+
+/// The `10 log10(max(amin, ref_power))` term subtracted from every value.
+pub(crate) fn db_offset(ref_power: f64, amin: f64) -> f32 {
+    (10.0 * amin.max(ref_power.abs()).log10()) as f32
+}
+
 /// In place: `S -> 10 log10(max(amin, S)) - 10 log10(max(amin, ref_power))`, then, with
 /// `top_db`, a floor at `max - top_db` where the max is over the **whole array** given (pass a
-/// whole song to reproduce the paper's per-song floor). f32 throughout, as librosa on f32 input.
+/// whole song to reproduce the paper's per-song floor). f32 results, as librosa on f32 input;
+/// the same arithmetic as [`MelSpectrogram::db`](crate::MelSpectrogram::db).
 pub fn power_to_db(mut s: ArrayViewMut2<'_, f32>, ref_power: f64, amin: f64, top_db: Option<f64>) {
-    let amin32 = amin as f32;
-    let offset = (10.0 * amin.max(ref_power.abs()).log10()) as f32;
-    let mut max = f32::NEG_INFINITY;
-    s.map_inplace(|x| {
-        *x = 10.0 * x.max(amin32).log10() - offset;
-        max = max.max(*x);
-    });
+    let (amin, offset) = (amin as f32, db_offset(ref_power, amin));
+    let max = match s.as_slice_memory_order_mut() {
+        Some(values) => to_db(values, amin, offset),
+        None => {
+            let mut max = f32::NEG_INFINITY;
+            s.map_inplace(|x| {
+                *x = db_value(*x, amin, offset);
+                max = max.max(*x);
+            });
+            max
+        }
+    };
     if let Some(top) = top_db {
         let floor = max - top as f32;
         s.map_inplace(|x| *x = x.max(floor));

@@ -165,11 +165,17 @@ pub(crate) fn banded_dot(weights: &[f32], bins: &[f32]) -> f32 {
 #[inline(always)]
 pub(crate) fn to_db(values: &mut [f32], amin: f32, offset: f32) -> f32 {
     for x in values.iter_mut() {
-        let v = x.max(amin);
-        let db = 10.0 * (log10_f64(f64::from(v)) as f32) - offset;
-        *x = if v < f32::INFINITY { db } else { f32::INFINITY };
+        *x = db_value(*x, amin, offset);
     }
     values.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x))
+}
+
+/// `10 log10(max(amin, x)) - offset` of one value (see [`to_db`]).
+#[inline(always)]
+pub(crate) fn db_value(x: f32, amin: f32, offset: f32) -> f32 {
+    let v = x.max(amin);
+    let db = 10.0 * (log10_f64(f64::from(v)) as f32) - offset;
+    if v < f32::INFINITY { db } else { f32::INFINITY }
 }
 
 /// log10 of a positive normal f64: `x = m 2^e` with `m` in [sqrt(1/2), sqrt(2)), then

@@ -112,7 +112,7 @@ impl MelSpectrogram {
         let n_frames = self.n_frames(samples.len());
         let n_mels = self.config.n_mels;
         let amin = self.config.amin as f32;
-        let offset = (10.0 * self.config.amin.max(self.config.ref_power.abs()).log10()) as f32;
+        let offset = crate::db::db_offset(self.config.ref_power, self.config.amin);
         let mut out = Array2::<f32>::zeros((n_mels, n_frames));
         // Each task computes a block of frames frame-major in its own buffer, then writes the
         // block's columns of the [n_mels, frames] output.

@@ -1,4 +1,38 @@
-//! Links libtorch with an rpath (see the libtorch-rpath crate).
+//! Links libtorch with an rpath (see the libtorch-rpath crate) and compiles the small C++
+//! shim in `csrc/` against the same libtorch headers that torch-sys compiled against.
+use std::path::PathBuf;
+
 fn main() {
     libtorch_rpath::emit();
+    println!("cargo:rerun-if-changed=csrc/shim.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    // torch-sys (links = "tch") tells its direct dependents where libtorch's libraries are;
+    // the headers are next to them.
+    let lib = std::env::var_os("DEP_TCH_LIBTORCH_LIB")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("LIBTORCH").map(|p| PathBuf::from(p).join("lib")));
+    let Some(lib) = lib else {
+        panic!(
+            "crnn: cannot find libtorch (torch-sys gave no DEP_TCH_LIBTORCH_LIB and LIBTORCH is unset); run scripts/setup.sh"
+        );
+    };
+    let include = lib.parent().map(|p| p.join("include")).unwrap_or_default();
+    if !include.join("ATen").is_dir() {
+        panic!(
+            "crnn: libtorch headers not found at {} (the PyPI torch wheel ships them; run scripts/setup.sh)",
+            include.display()
+        );
+    }
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(&include)
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .opt_level(2)
+        .file("csrc/shim.cpp")
+        .compile("crnn_shim");
 }

@@ -1,8 +1,8 @@
 //! Quick throughput check outside criterion:
-//! `cargo run --release -p crnn --example throughput -- [--frames 94] [--threads 2] [--no-malloc] [--nchw] [--device cuda]`
+//! `cargo run --release -p crnn --example throughput -- [--frames 94] [--threads 2] [--no-malloc] [--nchw] [--device cuda] [--only infer|train] [--reps 3] [--libtorch-ops]`
 use std::time::Instant;
 
-use crnn::{Crnn2d, CrnnConfig, KerasAdam, TrainConfig, keras_categorical_crossentropy};
+use crnn::{Crnn2d, CrnnConfig, KerasAdam, TrainConfig, train_step};
 use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor, nn};
 
@@ -30,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let vs = nn::VarStore::new(device);
     let mut model = Crnn2d::new(&vs.root(), &CrnnConfig::paper(20, frames as usize))?;
     model.set_channels_last(!flag("--nchw") && device == Device::Cpu);
+    model.set_fused_cpu(!flag("--libtorch-ops"));
     let mut adam = KerasAdam::new(&vs, &TrainConfig::default());
     let x = Tensor::randn([16, 1, 128, frames], (Kind::Float, device)) * 10.0 - 40.0;
     let y = Tensor::randint(20, [16], (Kind::Int64, device));
@@ -46,22 +47,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         (256 * reps) as f64 / t.elapsed().as_secs_f64()
     };
-    infer(1);
-    let fresh = infer(3);
-    let mut step = || {
-        let probs = model.forward_t(&x, true).softmax(-1, Kind::Float);
-        let loss = keras_categorical_crossentropy(&probs, &y, 20);
-        adam.backward_step(&loss);
-        loss.double_value(&[])
+    let only = arg("--only").unwrap_or_default();
+    let reps: usize = arg("--reps").map_or(Ok(3), |s| s.parse())?;
+    if only == "infer" {
+        infer(1);
+        println!(
+            "{frames} frames, {threads} threads, {device:?}: inference {:.1} slices/s",
+            infer(reps)
+        );
+        return Ok(());
+    }
+    let fresh = if only == "train" {
+        0.0
+    } else {
+        infer(1);
+        infer(3)
+    };
+    let mut key = 0u64;
+    let mut step = || -> Result<f64, crnn::Error> {
+        key += 1;
+        Ok(train_step(&model, &mut adam, &x, &y, key)?.loss)
     };
     for _ in 0..3 {
-        step();
+        step()?;
     }
+    let train_reps = if only == "train" { 10 * reps } else { 30 };
     let t = Instant::now();
-    for _ in 0..30 {
-        step();
+    for _ in 0..train_reps {
+        step()?;
     }
-    let train = 16.0 * 30.0 / t.elapsed().as_secs_f64();
+    let train = 16.0 * train_reps as f64 / t.elapsed().as_secs_f64();
+    if only == "train" {
+        println!("{frames} frames, {threads} threads, {device:?}: train {train:.1} slices/s");
+        return Ok(());
+    }
     let after = infer(3);
     println!(
         "{frames} frames, {threads} threads, {device:?}: train {train:.1} slices/s, inference {fresh:.1} (fresh) / {after:.1} (after training) slices/s"

@@ -50,18 +50,38 @@ impl KerasAdam {
         self.step
     }
 
-    /// Back-propagates `loss` and applies one update.
-    pub fn backward_step(&mut self, loss: &Tensor) {
+    /// Clears the gradients of every variable.
+    pub fn zero_grad(&mut self) {
         for p in &mut self.params {
             p.zero_grad();
         }
+    }
+
+    /// Back-propagates `loss` and applies one update.
+    pub fn backward_step(&mut self, loss: &Tensor) {
+        self.zero_grad();
         loss.backward();
+        self.apply(&[]);
+    }
+
+    /// One update from the gradients autograd left in the variables, or, for variables
+    /// listed in `gradients` as `(variable, gradient)`, from the gradient given there (the
+    /// fused CPU step computes the conv stack's gradients itself). A variable with neither is
+    /// left alone, as Keras does for variables outside the loss.
+    pub fn apply(&mut self, gradients: &[(Tensor, Tensor)]) {
         self.step += 1;
         let t = self.step as i32;
         let lr_t = self.lr * (1.0 - self.beta2.powi(t)).sqrt() / (1.0 - self.beta1.powi(t));
         tch::no_grad(|| {
             for ((p, m), v) in self.params.iter().zip(&mut self.m).zip(&mut self.v) {
-                let g = p.grad();
+                let given = gradients
+                    .iter()
+                    .find(|(var, _)| var.data_ptr() == p.data_ptr())
+                    .map(|(_, g)| g.shallow_clone());
+                let g = match given {
+                    Some(g) => g,
+                    None => p.grad(),
+                };
                 if !g.defined() {
                     continue;
                 }

@@ -209,6 +209,19 @@ pub struct TrainConfig {
     ///
     /// Default: `true`.
     pub channels_last: bool,
+    /// Run the conv stack's element-wise work (ELU, BatchNorm, max-pool, dropout; and all of
+    /// block 1, convolution included) with this crate's fused CPU kernels instead of one
+    /// libtorch op each; see [`Crnn2d::set_fused_cpu`](crate::Crnn2d::set_fused_cpu). Same
+    /// mathematics; dropout masks come from a keyed hash instead of libtorch's generator.
+    /// Only CPU f32 training is affected.
+    ///
+    /// Default: `true`.
+    #[serde(default = "default_true")]
+    pub fused_cpu_kernels: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for TrainConfig {
@@ -224,6 +237,7 @@ impl Default for TrainConfig {
             seed: 0,
             eval_batch_size: 256,
             channels_last: true,
+            fused_cpu_kernels: true,
         }
     }
 }

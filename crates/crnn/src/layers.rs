@@ -50,6 +50,30 @@ impl KerasBatchNorm {
         }
     }
 
+    /// Epsilon added to the variance.
+    pub fn epsilon(&self) -> f64 {
+        self.epsilon
+    }
+
+    /// Momentum of the moving averages (Keras convention).
+    pub fn momentum(&self) -> f64 {
+        self.momentum
+    }
+
+    /// Keras's moving-average update from a batch's mean and biased variance:
+    /// `moving = momentum * moving + (1 - momentum) * batch`, without gradient.
+    pub fn update_moving(&self, mean: &Tensor, variance: &Tensor) {
+        tch::no_grad(|| {
+            let m = self.momentum;
+            let mut mm = self.moving_mean.shallow_clone();
+            let mut mv = self.moving_variance.shallow_clone();
+            mm *= m;
+            mm += mean * (1.0 - m);
+            mv *= m;
+            mv += variance * (1.0 - m);
+        });
+    }
+
     /// Normalises `x` (N, C, ...) per channel C.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         if !train {
@@ -73,16 +97,8 @@ impl KerasBatchNorm {
             0.0,
             self.epsilon,
         );
-        tch::no_grad(|| {
-            let var = invstd.pow_tensor_scalar(-2.0) - self.epsilon;
-            let m = self.momentum;
-            let mut mm = self.moving_mean.shallow_clone();
-            let mut mv = self.moving_variance.shallow_clone();
-            mm *= m;
-            mm += mean * (1.0 - m);
-            mv *= m;
-            mv += var * (1.0 - m);
-        });
+        let var = tch::no_grad(|| invstd.pow_tensor_scalar(-2.0) - self.epsilon);
+        self.update_moving(&mean, &var);
         y
     }
 }

@@ -6,9 +6,11 @@ mod checkpoint;
 mod config;
 mod data;
 mod error;
+mod fused;
 mod layers;
 mod model;
 mod predict;
+mod step;
 mod trainer;
 mod tuning;
 
@@ -23,5 +25,6 @@ pub use error::{Error, Result};
 pub use layers::{KerasBatchNorm, KerasGru, glorot_uniform, hard_sigmoid, to_channels_last};
 pub use model::{Crnn2d, keras_categorical_crossentropy, parameter_counts};
 pub use predict::{embed, predict_proba};
+pub use step::{StepOutput, train_step};
 pub use trainer::{Control, ExistingRun, Silent, TrainObserver, TrainOutcome, Trainer, evaluate};
 pub use tuning::recycle_large_allocations;

@@ -3,6 +3,7 @@
 use tch::nn::{Init, ModuleT};
 use tch::{Kind, Tensor, nn};
 
+use crate::fused::{self, ConvStack};
 use crate::layers::{KerasBatchNorm, KerasGru, glorot_uniform, to_channels_last};
 use crate::{CrnnConfig, Error, Result};
 
@@ -32,6 +33,7 @@ pub struct Crnn2d {
     dense_kernel: Tensor,
     dense_bias: Tensor,
     channels_last: bool,
+    fused_cpu: bool,
 }
 
 impl Crnn2d {
@@ -79,6 +81,7 @@ impl Crnn2d {
             dense_kernel,
             dense_bias,
             channels_last: false,
+            fused_cpu: true,
         })
     }
 
@@ -101,6 +104,74 @@ impl Crnn2d {
             }
         });
         self.channels_last = on;
+    }
+
+    /// Whether f32 work on the CPU uses the fused conv-stack kernels (inference here and in
+    /// [`train_step`](crate::train_step)); default on. Off, every op is a libtorch op (the
+    /// reference path, always used on other devices, for other dtypes and under autograd).
+    /// Same mathematics, different summation order: outputs agree to float rounding (tested).
+    pub fn set_fused_cpu(&mut self, on: bool) {
+        self.fused_cpu = on;
+    }
+
+    /// See [`set_fused_cpu`](Self::set_fused_cpu).
+    pub fn is_fused_cpu(&self) -> bool {
+        self.fused_cpu
+    }
+
+    pub(crate) fn conv_stack(&self) -> ConvStack<'_> {
+        ConvStack {
+            bn_in: &self.bn_in,
+            kernels: &self.conv_kernels,
+            biases: &self.conv_biases,
+            bns: &self.bns,
+            pools: self.config.pool_sizes,
+            dropout: self.config.conv_dropout,
+        }
+    }
+
+    /// Whether `xs` takes the fused path (CPU f32, fused kernels on; for `train`, only
+    /// through [`train_step`](crate::train_step), which does its own backward pass).
+    pub(crate) fn uses_fused(&self, xs: &Tensor) -> bool {
+        self.fused_cpu && fused::applies(&self.conv_stack(), xs)
+    }
+
+    /// The bottleneck from the last conv block's output in NHWC (`[batch, f', t', channels]`):
+    /// Keras's Permute + Reshape to `(t', f' * channels)`, the GRUs and the dropout.
+    pub(crate) fn head_from_nhwc(&self, y: &Tensor, train: bool) -> Result<Tensor> {
+        let s = y.size();
+        let seq = y
+            .f_permute([0, 2, 1, 3])?
+            .f_reshape([s[0], s[2], s[1] * s[3]])?;
+        let seq = self.gru1.forward(&seq, true);
+        let last = self.gru2.forward(&seq, false);
+        Ok(last.f_dropout(self.config.gru_dropout, train)?)
+    }
+
+    /// [`embed_t`](Self::embed_t) with errors returned (the fused path checks its inputs'
+    /// layout; a shape error is reported here rather than as a libtorch panic).
+    pub fn f_embed_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.check_input(xs)?;
+        if !train && self.uses_fused(xs) {
+            let y = fused::eval_stack(&self.conv_stack(), xs)?;
+            return self.head_from_nhwc(&y, false);
+        }
+        Ok(self.reference_embed(xs, train))
+    }
+
+    /// Logits `[batch, n_classes]`, with errors returned (see [`f_embed_t`](Self::f_embed_t)).
+    pub fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self
+            .f_embed_t(xs, train)?
+            .f_matmul(&self.dense_kernel)?
+            .f_add(&self.dense_bias)?)
+    }
+
+    /// Logits from the bottleneck.
+    pub(crate) fn dense(&self, embedding: &Tensor) -> Result<Tensor> {
+        Ok(embedding
+            .f_matmul(&self.dense_kernel)?
+            .f_add(&self.dense_bias)?)
     }
 
     /// Whether the conv kernels are stored channels-last.
@@ -137,8 +208,20 @@ impl Crnn2d {
     }
 
     /// The 32-d bottleneck: GRU 2's last state after Dropout 0.3 (identity when `!train`),
-    /// what the paper's t-SNE plots.
+    /// what the paper's t-SNE plots. Inference on CPU f32 takes the fused path (see
+    /// [`set_fused_cpu`](Self::set_fused_cpu)); should it fail, the libtorch-op path runs.
     pub fn embed_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        if !train
+            && self.uses_fused(xs)
+            && let Ok(e) = self.f_embed_t(xs, false)
+        {
+            return e;
+        }
+        self.reference_embed(xs, train)
+    }
+
+    /// The libtorch-op path: every op differentiable by autograd, any device and dtype.
+    fn reference_embed(&self, xs: &Tensor, train: bool) -> Tensor {
         let size = xs.size();
         let (b, f, l) = (size[0], size[2], size[3]);
         let mut h = self

@@ -16,7 +16,7 @@ use crate::checkpoint::{
 };
 use crate::data::{SliceSource, batch_tensor, check_source, for_each_batch};
 use crate::model::keras_categorical_crossentropy;
-use crate::{Crnn2d, CrnnConfig, Error, Result, TrainConfig};
+use crate::{Crnn2d, CrnnConfig, Error, Result, TrainConfig, train_step};
 
 /// What an observer tells the trainer after an epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +201,7 @@ impl Trainer {
         let mut vs = nn::VarStore::new(device);
         let mut model = Crnn2d::new(&vs.root(), model_config)?;
         model.set_channels_last(tc.channels_last && device == Device::Cpu);
+        model.set_fused_cpu(tc.fused_cpu_kernels);
         let mut adam = KerasAdam::new(&vs, tc);
         let mut history = Vec::new();
         let (mut best_val_loss, mut best_epoch, mut wait, mut start_epoch) =
@@ -242,11 +243,10 @@ impl Trainer {
                 let n = batch.labels.len();
                 let xs = batch_tensor(&batch.data, n, n_mels, frames, device)?;
                 let ys = Tensor::f_from_slice(&batch.labels)?.f_to_device(device)?;
-                let logits = model.forward_t(&xs, true);
-                let probs = logits.softmax(-1, Kind::Float);
-                let loss = keras_categorical_crossentropy(&probs, &ys, n_classes as i64);
-                adam.backward_step(&loss);
-                let l = loss.f_double_value(&[])?;
+                // Dropout masks of the fused CPU kernels: a function of (seed, epoch, batch).
+                let key = epoch_seed(seed, i);
+                let step = train_step(&model, &mut adam, &xs, &ys, key)?;
+                let l = step.loss;
                 if !l.is_finite() {
                     return Err(Error::Diverged {
                         epoch: epoch + 1,
@@ -256,11 +256,12 @@ impl Trainer {
                     });
                 }
                 loss_sum += l * n as f64;
-                correct += probs
-                    .argmax(-1, false)
-                    .eq_tensor(&ys)
-                    .sum(Kind::Int64)
-                    .int64_value(&[]);
+                correct += step
+                    .probabilities
+                    .f_argmax(-1, false)?
+                    .f_eq_tensor(&ys)?
+                    .f_sum(Kind::Int64)?
+                    .f_int64_value(&[])?;
                 seen += n;
                 observer.batch(epoch + 1, i + 1, n_batches);
                 Ok(())

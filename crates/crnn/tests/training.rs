@@ -145,6 +145,19 @@ fn learns_a_separable_set_and_repeats_exactly() {
     assert_eq!(crnn::read_history(a.path()).unwrap().len(), 12);
 }
 
+#[test]
+fn the_libtorch_op_path_learns_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        fused_cpu_kernels: false,
+        ..train_cfg(12)
+    };
+    let out = fit(dir.path(), cfg, ExistingRun::Refuse, &mut Silent).unwrap();
+    let (first, last) = (out.history[0], out.history[11]);
+    assert!(last.loss < first.loss, "{first:?} -> {last:?}");
+    assert_eq!(last.acc, 1.0, "{last:?}");
+}
+
 struct StopAfter(usize);
 impl TrainObserver for StopAfter {
     fn epoch(&mut self, r: &EpochRecord, _improved: bool) -> Control {

@@ -32,6 +32,10 @@ fn main() {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
+        // at::parallel_for is a header template over `#pragma omp parallel`: without OpenMP
+        // it would run every job on the calling thread. The GOMP symbols resolve against the
+        // libgomp that libtorch links (one runtime, one thread pool).
+        .flag("-fopenmp")
         .opt_level(2)
         .file("csrc/shim.cpp")
         .compile("crnn_shim");

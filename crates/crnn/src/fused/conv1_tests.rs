@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
-use crate::fused::kernels::{
+use crate::fused::dense::{
     PooledOut, conv_output_grad, elu_with_stats, pool_elu_affine, pool_train, pooled_grad,
 };
 use crate::fused::math::DropoutMask;

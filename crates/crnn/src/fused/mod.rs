@@ -1,5 +1,6 @@
-//! The conv stack of [`Crnn2d`](crate::Crnn2d) on the CPU with fused kernels: oneDNN (through
-//! libtorch) for the convolutions, and this module's passes for everything between them.
+//! The conv stack of [`Crnn2d`](crate::Crnn2d) on the CPU with fused kernels: oneDNN
+//! (through libtorch) for the convolutions of blocks 2-4, and this module's passes for
+//! everything else, block 1's convolution included.
 //!
 //! Same mathematics as the libtorch-op path (which stays the reference, and the path on
 //! other devices and dtypes), different summation order and an own `expm1`:
@@ -7,15 +8,26 @@
 //! - **Inference** pools first. ELU is increasing and an inference BatchNorm is a per-channel
 //!   affine map, so `maxpool(bn(elu(x))) = bn(elu(ext(x)))` with `ext` the window max where the
 //!   BatchNorm scale is >= 0 and the min where it is negative: one read of each conv output,
-//!   ELU and BatchNorm on a quarter or an eighth of the values. The batch runs through the conv
-//!   stack in micro-batches that stay in cache.
-//! - **Training** needs the batch statistics of the ELU output at every position, so pass A
-//!   applies the ELU in place and sums per channel; pass B pools the BatchNorm output (again by
-//!   the sign trick), applies dropout and remembers each window's winner. Backward: pass C
-//!   (pooled values only) gives d gamma and d beta; pass D is one dense pass that scatters the
-//!   pooled gradient, applies the BatchNorm backward and the ELU backward and sums the conv bias
-//!   gradient; `at::convolution_backward` does the rest. The GRUs and the dense layer stay on
+//!   ELU and BatchNorm on a quarter or an eighth of the values. Block 1 computes its
+//!   convolution window by window and never stores it. The batch runs through the conv stack
+//!   in micro-batches that stay in cache.
+//! - **Training** needs the batch statistics of the ELU output at every position. Blocks 2-4:
+//!   pass A applies the ELU in place and sums per channel; pass B pools the BatchNorm output
+//!   (again by the sign trick), applies dropout and remembers each window's winner. Backward:
+//!   pass C (pooled values only) gives d gamma and d beta; pass D is one dense pass that
+//!   scatters the pooled gradient, applies the BatchNorm and ELU backward and sums the conv
+//!   bias gradient; `at::convolution_backward` does the rest. Block 1 (one input channel,
+//!   where oneDNN's backward kernels are slow) does conv, ELU, sums and winners in one pass
+//!   (the winner depends only on the sign of gamma), and in the backward pass recomputes conv
+//!   and ELU and accumulates conv 1's weight, bias and input gradients directly: its 49 MB
+//!   conv output (batch 16, 3 s) is never stored. The GRUs and the dense layer stay on
 //!   autograd (their input is a leaf tensor).
+//! - Passes run on libtorch's own intra-op (OpenMP) threads through the C++ shim, so they
+//!   share the cores with oneDNN and follow `tch::set_num_threads`. The work split is fixed
+//!   and partial sums are added in order: results do not depend on the thread count.
+//! - x86-64 CPUs with AVX-512 run hand-written kernels that repeat the portable code's
+//!   arithmetic step for step (tested bit for bit); others run the portable code, compiled for
+//!   AVX2+FMA where present.
 //! - Dropout masks are a hash of (key, element index): the same for any thread count.
 
 #[cfg(target_arch = "x86_64")]
@@ -24,8 +36,10 @@ pub(crate) mod avx512;
 mod avx512_conv1;
 mod conv;
 mod conv1;
+mod dense;
 mod kernels;
 mod math;
+mod mel_bins;
 mod parallel;
 
 use tch::{Kind, Tensor};
@@ -35,11 +49,12 @@ use crate::layers::KerasBatchNorm;
 pub(crate) use conv::conv2d_same_backward;
 use conv::{as_slice, as_slice_mut};
 use conv1::{Conv1, GradIn, Plane, Winners};
-use kernels::{Affine, BnBackward, Geometry, PooledOut};
+use dense::PooledOut;
+use kernels::{Affine, BnBackward, Geometry};
 use math::DropoutMask;
 
-/// Slices per micro-batch of the inference conv stack (a 94-frame slice's first conv output
-/// is 3 MB, so 16 of them stay in a large L2/L3).
+/// Slices per micro-batch of the inference conv stack: a 94-frame slice's second conv output
+/// is 1.5 MB, so 8 of them stay in a large L2/L3 (4-8 measured best on this 2-core machine).
 pub(crate) const EVAL_MICRO_BATCH: i64 = 8;
 
 /// What the fused passes need of the network.
@@ -177,7 +192,7 @@ pub(crate) fn eval_stack(stack: &ConvStack<'_>, xs: &Tensor) -> Result<Tensor> {
                 as_slice(&x, "input")?,
                 as_slice_mut(&mut z, "input BatchNorm output")?,
             );
-            kernels::bin_affine(
+            mel_bins::bin_affine(
                 xin,
                 f as usize,
                 t as usize,
@@ -216,7 +231,7 @@ pub(crate) fn eval_stack(stack: &ConvStack<'_>, xs: &Tensor) -> Result<Tensor> {
                     as_slice(&c, "conv output")?,
                     as_slice_mut(&mut y, "pooled output")?,
                 );
-                kernels::pool_elu_affine(cin, g, affine, yout)?;
+                dense::pool_elu_affine(cin, g, affine, yout)?;
                 h = nchw_view(&y)?;
             }
             outs.push(y);
@@ -294,7 +309,7 @@ pub(crate) fn train_forward(
         let (b, f, t) = (size[0] as usize, size[2] as usize, size[3] as usize);
         let x = xs.f_contiguous()?;
         let xin = as_slice(&x, "input")?;
-        let sums = kernels::bin_stats(xin, f, t)?;
+        let sums = mel_bins::bin_stats(xin, f, t)?;
         let (in_mean, in_invstd) = batch_statistics(stack.bn_in, &sums, b * t)?;
         let aff = train_affine(
             &to_vec(&stack.bn_in.gamma)?,
@@ -306,7 +321,7 @@ pub(crate) fn train_forward(
             [b as i64, 1, f as i64, t as i64],
             (Kind::Float, tch::Device::Cpu),
         )?;
-        kernels::bin_affine(
+        mel_bins::bin_affine(
             xin,
             f,
             t,
@@ -343,7 +358,7 @@ pub(crate) fn train_forward(
         let aff = train_affine(&gamma, &to_vec(&stack.bns[0].beta)?, &mean, &invstd);
         let mask = DropoutMask::new(stack.dropout, block_key(key, 0));
         let mut y = pooled(g)?;
-        kernels::pooled_affine_dropout(
+        dense::pooled_affine_dropout(
             &value,
             g.c,
             &aff,
@@ -368,7 +383,7 @@ pub(crate) fn train_forward(
         for i in 1..4 {
             let mut e = nhwc(&conv(&h, &stack.kernels[i], &stack.biases[i])?)?;
             let g = geometry(&e, stack.pools[i]);
-            let sums = kernels::elu_with_stats(as_slice_mut(&mut e, "conv output")?, g)?;
+            let sums = dense::elu_with_stats(as_slice_mut(&mut e, "conv output")?, g)?;
             let (mean, invstd) = batch_statistics(&stack.bns[i], &sums, g.positions())?;
             let gamma = to_vec(&stack.bns[i].gamma)?;
             let aff = train_affine(&gamma, &to_vec(&stack.bns[i].beta)?, &mean, &invstd);
@@ -385,7 +400,7 @@ pub(crate) fn train_forward(
                     index: &mut index,
                     value: &mut value,
                 };
-                kernels::pool_train(ein, g, &aff, &mask, out)?;
+                dense::pool_train(ein, g, &aff, &mask, out)?;
             }
             blocks.push(BlockTape {
                 input: h,
@@ -447,7 +462,7 @@ pub(crate) fn train_backward(
             let g = blk.geometry;
             let dslice = as_slice_mut(&mut d, "block output gradient")?;
             let sums =
-                kernels::pooled_grad(dslice, &blk.value, g.c, &blk.mean, &blk.invstd, &blk.mask)?;
+                dense::pooled_grad(dslice, &blk.value, g.c, &blk.mean, &blk.invstd, &blk.mask)?;
             let bn = BnBackward::new(&blk.gamma, &blk.mean, &blk.invstd, &sums, g.positions());
             let (d_kernel, d_bias) = match blk.elu.as_mut() {
                 None => {
@@ -479,7 +494,7 @@ pub(crate) fn train_backward(
                         as_slice_mut(elu, "ELU output")?,
                         as_slice(&d, "pooled gradient")?,
                     );
-                    let bias = kernels::conv_output_grad(eslice, dslice, &blk.index, g, &bn)?;
+                    let bias = dense::conv_output_grad(eslice, dslice, &blk.index, g, &bn)?;
                     let grad_out = nchw_view(elu)?;
                     let (d_input, d_kernel) =
                         conv2d_same_backward(&grad_out, &blk.input, &stack.kernels[i], true)?;
@@ -501,7 +516,7 @@ pub(crate) fn train_backward(
         let size = tape.input.size();
         let (f, t) = (size[2] as usize, size[3] as usize);
         let xin = as_slice(&tape.input, "input")?;
-        let sums = kernels::bin_grad_sums(&input_grad, xin, f, t, &tape.in_mean, &tape.in_invstd)?;
+        let sums = mel_bins::bin_grad_sums(&input_grad, xin, f, t, &tape.in_mean, &tape.in_invstd)?;
         grads.push((stack.bn_in.gamma.shallow_clone(), f32_tensor(&sums.b)));
         grads.push((stack.bn_in.beta.shallow_clone(), f32_tensor(&sums.a)));
         Ok(grads)

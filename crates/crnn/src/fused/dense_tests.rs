@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
+use crate::fused::kernels::mean_variance;
+use crate::fused::mel_bins::{bin_affine, bin_grad_sums, bin_stats};
 use crate::fused::test_util::{bits, both, noise};
 
 fn geometries() -> Vec<Geometry> {
@@ -366,69 +368,6 @@ fn input_batchnorm_sums() {
 }
 
 #[test]
-#[ignore]
-fn timing() {
-    for &(n, f, t, c, pf) in &[
-        (16usize, 128usize, 94usize, 64usize, 2usize),
-        (16, 64, 47, 128, 4),
-        (1, 128, 94, 64, 2),
-    ] {
-        let g = Geometry {
-            n,
-            f,
-            t,
-            c,
-            pf,
-            pt: 2,
-        };
-        let x: Vec<f32> = noise(1, g.len()).iter().map(|v| v * 3.0).collect();
-        let mut e = x.clone();
-        let reps = (200_000_000 / g.len()).max(3);
-        let t0 = std::time::Instant::now();
-        for _ in 0..reps {
-            e.copy_from_slice(&x);
-            let _ = elu_with_stats(&mut e, g).unwrap();
-        }
-        let el = t0.elapsed().as_secs_f64() / reps as f64;
-        let t0 = std::time::Instant::now();
-        for _ in 0..reps {
-            e.copy_from_slice(&x);
-        }
-        let cp = t0.elapsed().as_secs_f64() / reps as f64;
-        let aff = affine_for(g, 3);
-        let mask = DropoutMask::new(0.1, 3);
-        let (mut y, mut index, mut value) = (
-            vec![0f32; g.pooled_len()],
-            vec![0u8; g.pooled_len()],
-            vec![0f32; g.pooled_len()],
-        );
-        let t0 = std::time::Instant::now();
-        for _ in 0..reps {
-            pool_train(
-                &e,
-                g,
-                &aff,
-                &mask,
-                PooledOut {
-                    y: &mut y,
-                    index: &mut index,
-                    value: &mut value,
-                },
-            )
-            .unwrap();
-        }
-        let pl = t0.elapsed().as_secs_f64() / reps as f64;
-        eprintln!(
-            "{g:?}: elu_stats {:.2} ms ({:.2} ns/elem, copy {:.2} ms), pool_train {:.2} ms",
-            (el - cp) * 1e3,
-            (el - cp) * 1e9 / g.len() as f64,
-            cp * 1e3,
-            pl * 1e3
-        );
-    }
-}
-
-#[test]
 fn simd_kernels_equal_the_portable_ones_bit_for_bit() {
     let mut gs = geometries();
     gs.push(Geometry {
@@ -539,108 +478,5 @@ fn simd_kernels_equal_the_portable_ones_bit_for_bit() {
             });
             assert_eq!(a, b, "pooled_affine_dropout {g:?}");
         }
-    }
-}
-
-#[test]
-#[ignore]
-fn timing_single_thread() {
-    let c = 64;
-    let x: Vec<f32> = noise(1, c * 512).iter().map(|v| v * 3.0).collect();
-    let mut e = x.clone();
-    let (mut s, mut q) = (vec![0f64; c], vec![0f64; c]);
-    let reps = 20000;
-    let t0 = std::time::Instant::now();
-    for _ in 0..reps {
-        unsafe { crate::fused::avx512::elu_stats(&mut e, c, &mut s, &mut q) };
-        e[0] = x[0];
-    }
-    let dt = t0.elapsed().as_secs_f64() / reps as f64;
-    eprintln!("avx512 elu_stats: {:.3} ns/elem", dt * 1e9 / x.len() as f64);
-    let t0 = std::time::Instant::now();
-    for _ in 0..reps / 10 {
-        elu_stats_job(&mut e, c, &mut s, &mut q);
-        e[0] = x[0];
-    }
-    let dt = t0.elapsed().as_secs_f64() / (reps / 10) as f64;
-    eprintln!(
-        "portable elu_stats: {:.3} ns/elem",
-        dt * 1e9 / x.len() as f64
-    );
-}
-
-#[test]
-#[ignore]
-fn timing_single_thread_grad() {
-    tch::set_num_threads(1);
-    for g in [
-        Geometry {
-            n: 1,
-            f: 16,
-            t: 94,
-            c: 64,
-            pf: 2,
-            pt: 2,
-        },
-        Geometry {
-            n: 16,
-            f: 128,
-            t: 94,
-            c: 64,
-            pf: 2,
-            pt: 2,
-        },
-    ] {
-        let x: Vec<f32> = noise(1, g.len()).iter().map(|v| v * 3.0).collect();
-        let gp = noise(2, g.pooled_len());
-        let index: Vec<u8> = (0..g.pooled_len()).map(|i| (i % 4) as u8).collect();
-        let bn = BnBackward {
-            scale: noise(1, g.c),
-            mean: noise(2, g.c),
-            c0: noise(3, g.c),
-            c1: noise(4, g.c),
-        };
-        let mut e = x.clone();
-        let reps = (50_000_000 / g.len()).max(2);
-        let t0 = std::time::Instant::now();
-        for _ in 0..reps {
-            let _ = conv_output_grad(&mut e, &gp, &index, g, &bn).unwrap();
-        }
-        let dt = t0.elapsed().as_secs_f64() / reps as f64;
-        eprintln!("{g:?} conv_grad: {:.3} ns/elem", dt * 1e9 / g.len() as f64);
-        let aff = affine_for(g, 3);
-        let mask = DropoutMask::new(0.1, 3);
-        let (mut y, mut idx, mut value) = (
-            vec![0f32; g.pooled_len()],
-            vec![0u8; g.pooled_len()],
-            vec![0f32; g.pooled_len()],
-        );
-        let t0 = std::time::Instant::now();
-        for _ in 0..reps {
-            pool_train(
-                &x,
-                g,
-                &aff,
-                &mask,
-                PooledOut {
-                    y: &mut y,
-                    index: &mut idx,
-                    value: &mut value,
-                },
-            )
-            .unwrap();
-        }
-        let dt = t0.elapsed().as_secs_f64() / reps as f64;
-        eprintln!("{g:?} pool_train: {:.3} ns/elem", dt * 1e9 / g.len() as f64);
-        let mut d = gp.clone();
-        let t0 = std::time::Instant::now();
-        for _ in 0..reps {
-            let _ = pooled_grad(&mut d, &value, g.c, &bn.mean, &bn.scale, &mask).unwrap();
-        }
-        let dt = t0.elapsed().as_secs_f64() / reps as f64;
-        eprintln!(
-            "{g:?} pooled_grad: {:.3} ns/elem (per conv element)",
-            dt * 1e9 / g.len() as f64
-        );
     }
 }

@@ -18,6 +18,16 @@
 #include <cstring>
 #include <exception>
 
+namespace {
+// Copies `message` into `error` (NUL-terminated, truncated to `error_len`).
+void report(const char *message, char *error, size_t error_len) {
+  if (error_len > 0) {
+    std::strncpy(error, message, error_len - 1);
+    error[error_len - 1] = '\0';
+  }
+}
+}  // namespace
+
 extern "C" int crnn_conv2d_same_backward(const at::Tensor *grad_output, const at::Tensor *input,
                                          const at::Tensor *weight, int want_input_grad,
                                          at::Tensor **grad_input, at::Tensor **grad_weight,
@@ -37,16 +47,10 @@ extern "C" int crnn_conv2d_same_backward(const at::Tensor *grad_output, const at
     *grad_weight = new at::Tensor(std::get<1>(grads));
     return 0;
   } catch (const std::exception &e) {
-    if (error_len > 0) {
-      std::strncpy(error, e.what(), error_len - 1);
-      error[error_len - 1] = '\0';
-    }
+    report(e.what(), error, error_len);
     return 1;
   } catch (...) {
-    if (error_len > 0) {
-      std::strncpy(error, "unknown C++ exception", error_len - 1);
-      error[error_len - 1] = '\0';
-    }
+    report("unknown C++ exception", error, error_len);
     return 1;
   }
 }
@@ -61,10 +65,10 @@ extern "C" int crnn_parallel_for(int64_t n, void *context,
     at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) { job(context, begin, end); });
     return 0;
   } catch (const std::exception &e) {
-    if (error_len > 0) {
-      std::strncpy(error, e.what(), error_len - 1);
-      error[error_len - 1] = '\0';
-    }
+    report(e.what(), error, error_len);
+    return 1;
+  } catch (...) {
+    report("unknown C++ exception", error, error_len);
     return 1;
   }
 }

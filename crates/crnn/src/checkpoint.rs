@@ -231,6 +231,7 @@ impl TrainedModel {
         let mut model = Crnn2d::new(&vs.root(), &file.model)?;
         load_variables(&mut vs, &dir.join(WEIGHTS_FILE))?;
         model.set_channels_last(file.train.channels_last && device == Device::Cpu);
+        model.set_fused_cpu(file.train.fused_cpu_kernels);
         Ok(Self { vs, model, file })
     }
 }

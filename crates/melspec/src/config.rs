@@ -195,7 +195,7 @@ impl MelConfig {
         if self.sample_rate_hz == 0 {
             return bad("sample_rate_hz", "must be > 0".into());
         }
-        if self.n_fft < 2 || self.n_fft % 2 != 0 {
+        if self.n_fft < 2 || !self.n_fft.is_multiple_of(2) {
             return bad(
                 "n_fft",
                 format!("must be even and >= 2, got {}", self.n_fft),

@@ -47,14 +47,9 @@ pub(crate) fn conv2d_same_backward(
         )
     };
     if rc != 0 || gw.is_null() || (want_input_grad && gi.is_null()) {
-        let bytes: Vec<u8> = error
-            .iter()
-            .take_while(|&&c| c != 0)
-            .map(|&c| c as u8)
-            .collect();
         return Err(Error::Torch(tch::TchError::Torch(format!(
             "convolution_backward: {}",
-            String::from_utf8_lossy(&bytes)
+            super::kernels::c_message(&error)
         ))));
     }
     // SAFETY: non-null pointers returned by the shim are fresh heap tensors we now own.

@@ -3,12 +3,12 @@
 //! backward. Block 1 has its own passes with the convolution inside (`conv1.rs`).
 
 use super::kernels::{
-    Affine, BnBackward, ChannelSums, Geometry, check_affine, check_len, dispatch, rows_per_job,
-    use_avx512,
+    Affine, BnBackward, ChannelSums, Geometry, check_affine, check_len, check_whole_positions,
+    dispatch, rows_per_job, use_avx512,
 };
 use super::math::{DropoutMask, elu};
 use super::parallel::par_map;
-use crate::{Error, Result};
+use crate::Result;
 
 // ---- training forward -------------------------------------------------------------------
 
@@ -251,13 +251,7 @@ pub(crate) fn pooled_affine_dropout(
     if value.is_empty() || c == 0 {
         return Ok(());
     }
-    if !value.len().is_multiple_of(c) {
-        return Err(Error::Shape {
-            what: "pooled values",
-            expected: vec![-1, c as i64],
-            got: vec![value.len() as i64],
-        });
-    }
+    check_whole_positions("pooled values", value.len(), c)?;
     let avx = use_avx512();
     let per = rows_per_job(value.len() / c) * c;
     par_map(
@@ -346,13 +340,7 @@ pub(crate) fn pooled_grad(
     check_len("pool value", value.len(), dy.len())?;
     check_len("BatchNorm mean", mean.len(), c)?;
     check_len("BatchNorm invstd", invstd.len(), c)?;
-    if !dy.len().is_multiple_of(c) {
-        return Err(Error::Shape {
-            what: "pooled gradient",
-            expected: vec![-1, c as i64],
-            got: vec![dy.len() as i64],
-        });
-    }
+    check_whole_positions("pooled gradient", dy.len(), c)?;
     let avx = use_avx512();
     let per = rows_per_job(dy.len() / c) * c;
     let jobs: Vec<_> = dy.chunks_mut(per).zip(value.chunks(per)).collect();

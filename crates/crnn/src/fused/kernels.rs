@@ -37,6 +37,29 @@ pub(crate) fn check_len(what: &'static str, got: usize, want: usize) -> Result<(
     }
 }
 
+/// Checks that `len` values are whole positions of `c` channels.
+pub(crate) fn check_whole_positions(what: &'static str, len: usize, c: usize) -> Result<()> {
+    if c > 0 && len.is_multiple_of(c) {
+        Ok(())
+    } else {
+        Err(Error::Shape {
+            what,
+            expected: vec![-1, c as i64],
+            got: vec![len as i64],
+        })
+    }
+}
+
+/// The NUL-terminated message a C function wrote into `buffer`.
+pub(crate) fn c_message(buffer: &[std::ffi::c_char]) -> String {
+    let bytes: Vec<u8> = buffer
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// Jobs per pass: enough to balance a few cores, few enough to keep the partial sums cheap.
 const JOBS: usize = 32;
 

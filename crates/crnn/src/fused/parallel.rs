@@ -88,14 +88,9 @@ pub(crate) fn par_map<I: Send, R: Send, F: Fn(usize, I) -> R + Sync>(
         resume_unwind(p);
     }
     if rc != 0 {
-        let bytes: Vec<u8> = error
-            .iter()
-            .take_while(|&&c| c != 0)
-            .map(|&c| c as u8)
-            .collect();
         return Err(Error::Torch(tch::TchError::Torch(format!(
             "parallel_for: {}",
-            String::from_utf8_lossy(&bytes)
+            super::kernels::c_message(&error)
         ))));
     }
     results

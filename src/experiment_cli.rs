@@ -52,9 +52,9 @@ pub enum SliceModeArg {
 /// Trains and evaluates the paper's CRNN2D for each split x slice length x seed and writes
 /// OUT/<split>/<slice_frames>/seed-<seed>/{report.json, model/, *.png}, OUT/summary.{md,csv}
 /// and OUT/tsne.{csv,png}. Finished runs are skipped on a re-run; --resume continues a killed
-/// one. The defaults are sized to finish within 20 minutes on a 2-core CPU for the default
-/// corpus (measured: 94-frame training ~80 slices/s, ~140 s per epoch on the song split's
-/// ~11,000 training slices): song split, 3 s slices, seed 0, 6 epochs. --paper-grid runs the
+/// one. The defaults finish well within 20 minutes on a 2-core CPU for the default corpus
+/// (measured with crnn's fused CPU kernels: 85-92 s per epoch on the song split's ~10,400
+/// training slices, 10.2 min in all): song split, 3 s slices, seed 0, 6 epochs. --paper-grid runs the
 /// paper's grid: song and album split x 1/3/5/10/20/30 s x seeds 0/21/42, up to 200 epochs,
 /// patience 10 (days on a CPU, hours on a GPU).
 #[derive(Parser, Debug)]

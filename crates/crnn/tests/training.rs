@@ -154,7 +154,7 @@ fn the_libtorch_op_path_learns_too() {
     };
     let out = fit(dir.path(), cfg, ExistingRun::Refuse, &mut Silent).unwrap();
     let (first, last) = (out.history[0], out.history[11]);
-    assert!(last.loss < first.loss, "{first:?} -> {last:?}");
+    assert!(last.loss < 0.5 * first.loss, "{first:?} -> {last:?}");
     assert_eq!(last.acc, 1.0, "{last:?}");
 }
 
@@ -207,6 +207,9 @@ fn interrupted_then_resumed_equals_uninterrupted() {
 fn save_load_gives_identical_outputs() {
     let dir = tempfile::tempdir().unwrap();
     fit(dir.path(), train_cfg(2), ExistingRun::Refuse, &mut Silent).unwrap();
+    // Building a model draws from libtorch's global generator: hold the lock, or a training
+    // test running beside this one gets other initial weights and dropout masks.
+    let _guard = lock();
     let data = Toy::new(10);
     let a = TrainedModel::load(dir.path(), Device::Cpu).unwrap();
     let b = TrainedModel::load(dir.path(), Device::Cpu).unwrap();

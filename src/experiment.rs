@@ -231,16 +231,40 @@ pub struct RunSpec<'a> {
     pub train: TrainConfig,
     /// Device.
     pub device: tch::Device,
+    /// How the conv stack runs (not saved with the model; resume with the same one).
+    pub backend: crnn::ConvBackend,
     /// Continue an interrupted run in the directory.
     pub resume: bool,
     /// Run directory.
     pub dir: PathBuf,
 }
 
-/// Epoch progress for one run.
+/// Epoch progress for one run: a bar on a terminal; when stderr is not one (a log file), a
+/// line at most every [`LOG_EVERY`] with the batches done, the speed and the epoch's ETA.
 struct Progress {
     bar: ProgressBar,
     label: String,
+    batch_size: usize,
+    log_lines: bool,
+    epoch_start: Instant,
+    last_line: Instant,
+}
+
+/// Longest silence of the log-line progress.
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
+
+impl Progress {
+    fn new(bar: ProgressBar, label: String, batch_size: usize) -> Self {
+        use std::io::IsTerminal;
+        Self {
+            bar,
+            label,
+            batch_size,
+            log_lines: !std::io::stderr().is_terminal(),
+            epoch_start: Instant::now(),
+            last_line: Instant::now(),
+        }
+    }
 }
 
 impl TrainObserver for Progress {
@@ -250,8 +274,20 @@ impl TrainObserver for Progress {
             self.bar.set_position(0);
             self.bar
                 .set_message(format!("{} epoch {epoch}", self.label));
+            self.epoch_start = Instant::now();
+            self.last_line = self.epoch_start;
         }
         self.bar.set_position(done as u64);
+        if self.log_lines && (self.last_line.elapsed() >= LOG_EVERY || done == total) {
+            let secs = self.epoch_start.elapsed().as_secs_f64().max(1e-9);
+            let rate = (done * self.batch_size) as f64 / secs;
+            let eta = secs / done as f64 * (total - done) as f64;
+            eprintln!(
+                "{} epoch {epoch}: batch {done}/{total}, {rate:.1} slices/s, {:.0} s in, ETA {:.0} s (then validation)",
+                self.label, secs, eta
+            );
+            self.last_line = Instant::now();
+        }
     }
     fn epoch(&mut self, r: &EpochRecord, improved: bool) -> Control {
         let line = format!(
@@ -334,10 +370,7 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<RunReport> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut progress = Progress {
-        bar,
-        label: label.clone(),
-    };
+    let mut progress = Progress::new(bar, label.clone(), spec.train.batch_size);
     let existing = if spec.resume {
         ExistingRun::Resume
     } else {
@@ -345,17 +378,12 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<RunReport> {
     };
     let trainer = Trainer::new(spec.train.clone());
     let train_t0 = Instant::now();
-    let outcome = match trainer.fit(
-        &model_config,
-        &split.classes,
-        serde_json::to_value(&metadata)?,
-        &train,
-        &val,
-        &model_dir,
-        spec.device,
-        existing,
-        &mut progress,
-    ) {
+    let params = crnn::FitParams::new(&model_config, &split.classes, &train, &val, &model_dir)
+        .device(spec.device)
+        .existing(existing)
+        .metadata(serde_json::to_value(&metadata)?)
+        .backend(spec.backend);
+    let outcome = match trainer.fit(params, &mut progress) {
         Ok(o) => o,
         Err(crnn::Error::AlreadyTrained { .. }) => {
             // Trained before, killed before its report: evaluate the saved model.
@@ -374,7 +402,8 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<RunReport> {
     progress.bar.finish_and_clear();
     let train_seconds = train_t0.elapsed().as_secs_f64();
 
-    let model = TrainedModel::load(&model_dir, spec.device)?;
+    let mut model = TrainedModel::load(&model_dir, spec.device)?;
+    model.model.set_backend(spec.backend)?;
     let probs = crnn::predict_proba(&model.model, &test, spec.train.eval_batch_size, spec.device)?;
     let slice_pred: Vec<usize> = probs
         .outer_iter()

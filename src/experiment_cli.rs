@@ -116,9 +116,15 @@ pub struct Args {
     #[arg(long)]
     pub no_tsne: bool,
     /// Run every layer as one libtorch op (the reference path) instead of crnn's fused CPU
-    /// kernels; about half the CPU speed, same mathematics, other dropout masks.
+    /// kernels; about half the CPU speed, same mathematics, other dropout masks. Same as
+    /// `--backend libtorch-ops`.
     #[arg(long)]
     pub libtorch_ops: bool,
+    /// The conv backend: libtorch-ops, fused (the best instruction set), fused-avx512,
+    /// fused-avx2 or fused-portable. Default: the device's (fused on CPUs with AVX2+FMA or
+    /// AVX-512, honouring CRNN_KERNELS_ISA; libtorch-ops on CUDA).
+    #[arg(long)]
+    pub backend: Option<String>,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
@@ -148,6 +154,17 @@ pub fn run(mut args: Args) -> Result<Outcome> {
         bail!("--slice-frames and --seeds need at least one value");
     }
     let device = choose_device(args.device.as_deref())?;
+    let backend = match (&args.backend, args.libtorch_ops) {
+        (Some(_), true) => anyhow::bail!("give --backend or --libtorch-ops, not both"),
+        (Some(name), false) => crnn::ConvBackend::from_name(name)?,
+        (None, true) => crnn::ConvBackend::LibtorchOps,
+        (None, false) => crnn::ConvBackend::default_for(device)?,
+    };
+    backend.check(device)?;
+    eprintln!(
+        "conv backend: {backend} (CPU kernels available: {:?})",
+        crnn::crnn_kernels::Isa::available()
+    );
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -210,10 +227,10 @@ pub fn run(mut args: Args) -> Result<Outcome> {
                         max_epochs: args.epochs,
                         patience: args.patience,
                         seed,
-                        fused_cpu_kernels: !args.libtorch_ops,
                         ..TrainConfig::default()
                     },
                     device,
+                    backend,
                     resume: args.resume,
                     dir: dir.clone(),
                 };

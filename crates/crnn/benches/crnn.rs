@@ -1,31 +1,31 @@
 //! CRNN2D throughput in slices/s: a training step (batch 16, forward + backward + Keras Adam,
 //! [`crnn::train_step`]) and inference (batch 256, eval mode, no grad) for 94-frame (3 s)
-//! slices, on the CPU with 2 libtorch threads, with the fused CPU kernels (`fused`, the
-//! default) and with one libtorch op per layer (`libtorch_ops`, the reference path); and on
-//! CUDA when present. The Keras/TF and PyTorch peers are `benches/peers/` at the workspace
-//! root; `scripts/bench-crnn.sh` runs this bench and them in one go.
+//! slices, on the CPU with 2 libtorch threads, with the fused CPU kernels (`cpu_fused-<isa>`:
+//! every instruction set this CPU has, the best first) and with one libtorch op per layer
+//! (`cpu_libtorch-ops`, the reference path); and on CUDA when present. The Keras/TF and
+//! PyTorch peers are `benches/peers/` at the workspace root; `scripts/bench-crnn.sh` runs
+//! this bench and them in one go.
 
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use crnn::{Crnn2d, CrnnConfig, KerasAdam, TrainConfig, train_step};
+use crnn::crnn_kernels::Isa;
+use crnn::{ConvBackend, Crnn2d, CrnnConfig, KerasAdam, TrainConfig, train_step};
 use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor, nn};
 
-fn bench_device(c: &mut Criterion, device: Device, fused: bool, frames: i64) {
+fn bench_device(c: &mut Criterion, device: Device, backend: ConvBackend, frames: i64) {
     tch::manual_seed(0);
     let cfg = CrnnConfig::paper(20, frames as usize);
     let vs = nn::VarStore::new(device);
     let mut model = Crnn2d::new(&vs.root(), &cfg).expect("paper config");
-    model.set_channels_last(device == Device::Cpu);
-    model.set_fused_cpu(fused);
+    model.set_backend(backend).expect("backend available");
     let mut adam = KerasAdam::new(&vs, &TrainConfig::default());
     let x = Tensor::randn([16, 1, 128, frames], (Kind::Float, device)) * 10.0 - 40.0;
     let y = Tensor::randint(20, [16], (Kind::Int64, device));
-    let path = match (device, fused) {
-        (Device::Cpu, true) => "cpu_fused".to_string(),
-        (Device::Cpu, false) => "cpu_libtorch_ops".to_string(),
-        (d, _) => format!("{d:?}"),
+    let path = match device {
+        Device::Cpu => format!("cpu_{backend}"),
+        d => format!("{d:?}"),
     };
     let mut g = c.benchmark_group(format!("crnn_{frames}_frames"));
     g.sample_size(20).measurement_time(Duration::from_secs(10));
@@ -58,10 +58,20 @@ fn main() {
     crnn::recycle_large_allocations();
     tch::set_num_threads(2);
     let mut c = Criterion::default().configure_from_args();
-    bench_device(&mut c, Device::Cpu, true, 94);
-    bench_device(&mut c, Device::Cpu, false, 94);
+    // `CRNN_BENCH_ISAS=avx2` (comma-separated) limits the fused runs.
+    let only: Option<Vec<Isa>> = std::env::var("CRNN_BENCH_ISAS").ok().map(|v| {
+        v.split(',')
+            .filter_map(|n| Isa::from_name(n).ok())
+            .collect()
+    });
+    for isa in Isa::available().into_iter().rev() {
+        if only.as_ref().is_none_or(|o| o.contains(&isa)) && isa != Isa::Portable {
+            bench_device(&mut c, Device::Cpu, ConvBackend::FusedCpu(isa), 94);
+        }
+    }
+    bench_device(&mut c, Device::Cpu, ConvBackend::LibtorchOps, 94);
     if tch::Cuda::is_available() {
-        bench_device(&mut c, Device::Cuda(0), false, 94);
+        bench_device(&mut c, Device::Cuda(0), ConvBackend::LibtorchOps, 94);
     }
     c.final_summary();
 }

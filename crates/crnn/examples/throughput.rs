@@ -1,8 +1,12 @@
 //! Quick throughput check outside criterion:
-//! `cargo run --release -p crnn --example throughput -- [--frames 94] [--threads 2] [--no-malloc] [--nchw] [--device cuda] [--only infer|train] [--reps 3] [--libtorch-ops]`
+//! `cargo run --release -p crnn --example throughput -- [--frames 94] [--threads 2] [--no-malloc] [--nchw] [--device cuda] [--only infer|train] [--reps 3] [--libtorch-ops] [--isa avx512|avx2|portable]`
+//!
+//! The backend is the device's default (`ConvBackend::default_for`, which honours
+//! `CRNN_KERNELS_ISA`); `--libtorch-ops` or `--isa` override it. It is printed to stderr, the
+//! numbers to stdout (one line, which scripts read).
 use std::time::Instant;
 
-use crnn::{Crnn2d, CrnnConfig, KerasAdam, TrainConfig, train_step};
+use crnn::{ConvBackend, Crnn2d, CrnnConfig, KerasAdam, TrainConfig, train_step};
 use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor, nn};
 
@@ -30,7 +34,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let vs = nn::VarStore::new(device);
     let mut model = Crnn2d::new(&vs.root(), &CrnnConfig::paper(20, frames as usize))?;
     model.set_channels_last(!flag("--nchw") && device == Device::Cpu);
-    model.set_fused_cpu(!flag("--libtorch-ops"));
+    if flag("--libtorch-ops") {
+        model.set_backend(ConvBackend::LibtorchOps)?;
+    } else if let Some(isa) = arg("--isa") {
+        model.set_backend(ConvBackend::FusedCpu(isa.parse()?))?;
+    }
+    eprintln!(
+        "backend {}, CPU kernels available: {:?}",
+        model.backend(),
+        crnn::crnn_kernels::Isa::available()
+    );
     let mut adam = KerasAdam::new(&vs, &TrainConfig::default());
     let x = Tensor::randn([16, 1, 128, frames], (Kind::Float, device)) * 10.0 - 40.0;
     let y = Tensor::randint(20, [16], (Kind::Int64, device));

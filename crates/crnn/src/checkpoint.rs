@@ -214,7 +214,9 @@ pub struct TrainedModel {
 }
 
 impl TrainedModel {
-    /// Loads `config.json` and `weights.safetensors` from `dir` onto `device`.
+    /// Loads `config.json` and `weights.safetensors` from `dir` onto `device`, with the
+    /// device's default [`ConvBackend`](crate::ConvBackend) (change it with
+    /// [`Crnn2d::set_backend`]).
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
         let file: ModelFile = read_json(&dir.join(CONFIG_FILE))?;
         if file.class_names.len() != file.model.n_classes {
@@ -228,10 +230,8 @@ impl TrainedModel {
             });
         }
         let mut vs = nn::VarStore::new(device);
-        let mut model = Crnn2d::new(&vs.root(), &file.model)?;
+        let model = Crnn2d::new(&vs.root(), &file.model)?;
         load_variables(&mut vs, &dir.join(WEIGHTS_FILE))?;
-        model.set_channels_last(file.train.channels_last && device == Device::Cpu);
-        model.set_fused_cpu(file.train.fused_cpu_kernels);
         Ok(Self { vs, model, file })
     }
 }

@@ -162,7 +162,9 @@ impl CrnnConfig {
     }
 }
 
-/// The training loop (`src/trainer.py: train_model` as `main.py` calls it).
+/// The training loop (`src/trainer.py: train_model` as `main.py` calls it). How the network
+/// runs is not part of it (that is the model's [`ConvBackend`](crate::ConvBackend)); the
+/// `channels_last` and `fused_cpu_kernels` fields of older `config.json` files are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// Adam learning rate. `main.py` passes 1e-3; the README's figure and `train_model`'s own
@@ -204,24 +206,6 @@ pub struct TrainConfig {
     ///
     /// Default: `256`.
     pub eval_batch_size: usize,
-    /// Run the conv stack in channels-last layout (faster oneDNN kernels on CPU; the same
-    /// arithmetic up to summation order).
-    ///
-    /// Default: `true`.
-    pub channels_last: bool,
-    /// Run the conv stack's element-wise work (ELU, BatchNorm, max-pool, dropout; and all of
-    /// block 1, convolution included) with this crate's fused CPU kernels instead of one
-    /// libtorch op each; see [`Crnn2d::set_fused_cpu`](crate::Crnn2d::set_fused_cpu). Same
-    /// mathematics; dropout masks come from a keyed hash instead of libtorch's generator.
-    /// Only CPU f32 training is affected.
-    ///
-    /// Default: `true`.
-    #[serde(default = "default_true")]
-    pub fused_cpu_kernels: bool,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 impl Default for TrainConfig {
@@ -236,8 +220,6 @@ impl Default for TrainConfig {
             patience: 10,
             seed: 0,
             eval_batch_size: 256,
-            channels_last: true,
-            fused_cpu_kernels: true,
         }
     }
 }

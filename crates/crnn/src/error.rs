@@ -103,6 +103,25 @@ pub enum Error {
     /// libtorch failed.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// A libtorch call of the C++ shim (one that tch does not wrap) threw.
+    #[error("libtorch {call}: {message}")]
+    Shim {
+        /// The libtorch function.
+        call: &'static str,
+        /// The C++ exception's message.
+        message: String,
+    },
+    /// The fused CPU kernels refused their input or failed.
+    #[error("fused CPU kernels: {0}")]
+    Kernels(#[from] crnn_kernels::Error),
+    /// The conv backend cannot run this model or input.
+    #[error("conv backend {backend} {rule}")]
+    Backend {
+        /// The backend.
+        backend: String,
+        /// The rule broken.
+        rule: String,
+    },
     /// File system error.
     #[error("{path}: {source}")]
     Io {

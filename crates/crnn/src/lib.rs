@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod adam;
+mod backend;
 mod checkpoint;
 mod config;
 mod data;
@@ -15,16 +16,24 @@ mod trainer;
 mod tuning;
 
 pub use adam::KerasAdam;
+pub use backend::{ConvBackend, LibtorchThreads};
 pub use checkpoint::{
     CONFIG_FILE, EpochRecord, HISTORY_FILE, ModelFile, RunStatus, TrainedModel, WEIGHTS_FILE,
     read_history,
 };
 pub use config::{CrnnConfig, PAPER_SLICE_FRAMES, TrainConfig};
+/// The kernel crate behind [`ConvBackend::FusedCpu`] (its [`Isa`](crnn_kernels::Isa) names the
+/// instruction set).
+pub use crnn_kernels;
 pub use data::{SliceSource, ViewSource};
 pub use error::{Error, Result};
 pub use layers::{KerasBatchNorm, KerasGru, glorot_uniform, hard_sigmoid, to_channels_last};
 pub use model::{Crnn2d, keras_categorical_crossentropy, parameter_counts};
 pub use predict::{embed, predict_proba};
 pub use step::{StepOutput, train_step};
-pub use trainer::{Control, ExistingRun, Silent, TrainObserver, TrainOutcome, Trainer, evaluate};
+/// The tch this crate is built on (use its `Device`, `Tensor`, so the versions match).
+pub use tch;
+pub use trainer::{
+    Control, ExistingRun, FitParams, Silent, TrainObserver, TrainOutcome, Trainer, evaluate,
+};
 pub use tuning::recycle_large_allocations;

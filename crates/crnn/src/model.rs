@@ -3,9 +3,11 @@
 use tch::nn::{Init, ModuleT};
 use tch::{Kind, Tensor, nn};
 
+use crnn_kernels::Plan;
+
 use crate::fused::{self, ConvStack};
 use crate::layers::{KerasBatchNorm, KerasGru, glorot_uniform, to_channels_last};
-use crate::{CrnnConfig, Error, Result};
+use crate::{ConvBackend, CrnnConfig, Error, Result};
 
 /// CRNN2D (`src/models.py`), Keras-exact. Input `[batch, 1, n_mels, slice_frames]` (the NCHW
 /// view of Keras's channels-last `(n_mels, frames, 1)`):
@@ -21,7 +23,10 @@ use crate::{CrnnConfig, Error, Result};
 ///
 /// 394,324 variables for 20 classes, 393,172 of them trained (the rest are BatchNorm moving
 /// statistics), as Keras's `count_params()`.
-#[derive(Debug)]
+///
+/// How the conv stack runs is the model's [`ConvBackend`], chosen when it is built for the
+/// device of its variables ([`ConvBackend::default_for`]) and changed with
+/// [`set_backend`](Self::set_backend).
 pub struct Crnn2d {
     config: CrnnConfig,
     bn_in: KerasBatchNorm,
@@ -33,12 +38,26 @@ pub struct Crnn2d {
     dense_kernel: Tensor,
     dense_bias: Tensor,
     channels_last: bool,
-    fused_cpu: bool,
+    backend: ConvBackend,
+    /// The fused passes' plan, for `ConvBackend::FusedCpu`.
+    plan: Option<Plan>,
+}
+
+impl std::fmt::Debug for Crnn2d {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Crnn2d")
+            .field("config", &self.config)
+            .field("backend", &self.backend)
+            .field("channels_last", &self.channels_last)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Crnn2d {
     /// Builds the network's variables under `path` with Keras's initialisers (glorot uniform
-    /// conv, dense and GRU input kernels; orthogonal recurrent kernels; zero biases).
+    /// conv, dense and GRU input kernels; orthogonal recurrent kernels; zero biases), with the
+    /// default backend of the path's device ([`ConvBackend::default_for`]) and, on the CPU,
+    /// the conv kernels stored channels-last.
     pub fn new(path: &nn::Path<'_>, config: &CrnnConfig) -> Result<Self> {
         config.validate()?;
         let c = config;
@@ -70,7 +89,9 @@ impl Crnn2d {
             glorot_uniform(c.gru_units, c.n_classes),
         );
         let dense_bias = d.var("bias", &[c.n_classes as i64], Init::Const(0.0));
-        Ok(Self {
+        let device = path.device();
+        let backend = ConvBackend::default_for(device)?;
+        let mut model = Self {
             config: c.clone(),
             bn_in,
             conv_kernels,
@@ -81,8 +102,12 @@ impl Crnn2d {
             dense_kernel,
             dense_bias,
             channels_last: false,
-            fused_cpu: true,
-        })
+            backend: ConvBackend::LibtorchOps,
+            plan: None,
+        };
+        model.set_backend(backend)?;
+        model.set_channels_last(device == tch::Device::Cpu);
+        Ok(model)
     }
 
     /// Stores the conv kernels in channels-last (NHWC) strides, in place, so that libtorch's
@@ -106,17 +131,18 @@ impl Crnn2d {
         self.channels_last = on;
     }
 
-    /// Whether f32 work on the CPU uses the fused conv-stack kernels (inference here and in
-    /// [`train_step`](crate::train_step)); default on. Off, every op is a libtorch op (the
-    /// reference path, always used on other devices, for other dtypes and under autograd).
-    /// Same mathematics, different summation order: outputs agree to float rounding (tested).
-    pub fn set_fused_cpu(&mut self, on: bool) {
-        self.fused_cpu = on;
+    /// Runs the conv stack with `backend` from now on. `FusedCpu` needs the model on the CPU
+    /// and an instruction set this CPU has (else an error, and the backend is unchanged).
+    pub fn set_backend(&mut self, backend: ConvBackend) -> Result<()> {
+        backend.check(self.dense_kernel.device())?;
+        self.plan = backend.plan()?;
+        self.backend = backend;
+        Ok(())
     }
 
-    /// See [`set_fused_cpu`](Self::set_fused_cpu).
-    pub fn is_fused_cpu(&self) -> bool {
-        self.fused_cpu
+    /// The conv backend.
+    pub fn backend(&self) -> ConvBackend {
+        self.backend
     }
 
     pub(crate) fn conv_stack(&self) -> ConvStack<'_> {
@@ -130,10 +156,26 @@ impl Crnn2d {
         }
     }
 
-    /// Whether `xs` takes the fused path (CPU f32, fused kernels on; for `train`, only
-    /// through [`train_step`](crate::train_step), which does its own backward pass).
-    pub(crate) fn uses_fused(&self, xs: &Tensor) -> bool {
-        self.fused_cpu && fused::applies(&self.conv_stack(), xs)
+    /// The fused passes' plan when the backend is `FusedCpu`, after checking that `xs` (and
+    /// the conv variables) are CPU f32; `None` for `LibtorchOps`. The one place where the
+    /// path of a forward pass is decided.
+    pub(crate) fn fused_plan(&self, xs: &Tensor) -> Result<Option<&Plan>> {
+        let Some(plan) = &self.plan else {
+            return Ok(None);
+        };
+        let kinds_ok =
+            xs.kind() == Kind::Float && self.conv_kernels.iter().all(|k| k.kind() == Kind::Float);
+        if xs.device() != tch::Device::Cpu || !kinds_ok {
+            return Err(Error::Backend {
+                backend: self.backend.to_string(),
+                rule: format!(
+                    "runs f32 on the CPU, got input {:?} on {:?}; use ConvBackend::LibtorchOps for other dtypes and devices",
+                    xs.kind(),
+                    xs.device()
+                ),
+            });
+        }
+        Ok(Some(plan))
     }
 
     /// The bottleneck from the last conv block's output in NHWC (`[batch, f', t', channels]`):
@@ -148,15 +190,17 @@ impl Crnn2d {
         Ok(last.f_dropout(self.config.gru_dropout, train)?)
     }
 
-    /// [`embed_t`](Self::embed_t) with errors returned (the fused path checks its inputs'
-    /// layout; a shape error is reported here rather than as a libtorch panic).
+    /// [`embed_t`](Self::embed_t) with errors returned. In eval mode (`train == false`) on
+    /// [`ConvBackend::FusedCpu`] the conv stack runs the fused passes; in train mode every op
+    /// is a libtorch op, so that autograd can differentiate it (the fused training step is
+    /// [`train_step`](crate::train_step)).
     pub fn f_embed_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         self.check_input(xs)?;
-        if !train && self.uses_fused(xs) {
-            let y = fused::eval_stack(&self.conv_stack(), xs)?;
+        if !train && let Some(plan) = self.fused_plan(xs)? {
+            let y = fused::eval_stack(plan, &self.conv_stack(), xs)?;
             return self.head_from_nhwc(&y, false);
         }
-        Ok(self.reference_embed(xs, train))
+        self.reference_embed(xs, train)
     }
 
     /// Logits `[batch, n_classes]`, with errors returned (see [`f_embed_t`](Self::f_embed_t)).
@@ -208,62 +252,68 @@ impl Crnn2d {
     }
 
     /// The 32-d bottleneck: GRU 2's last state after Dropout 0.3 (identity when `!train`),
-    /// what the paper's t-SNE plots. Inference on CPU f32 takes the fused path (see
-    /// [`set_fused_cpu`](Self::set_fused_cpu)); should it fail, the libtorch-op path runs.
+    /// what the paper's t-SNE plots. Panics where [`f_embed_t`](Self::f_embed_t) returns an
+    /// error (as tch's infallible ops do); library code calls the `f_` methods.
     pub fn embed_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        if !train
-            && self.uses_fused(xs)
-            && let Ok(e) = self.f_embed_t(xs, false)
-        {
-            return e;
+        match self.f_embed_t(xs, train) {
+            Ok(e) => e,
+            Err(e) => panic!("Crnn2d::embed_t: {e}"),
         }
-        self.reference_embed(xs, train)
     }
 
     /// The libtorch-op path: every op differentiable by autograd, any device and dtype.
-    fn reference_embed(&self, xs: &Tensor, train: bool) -> Tensor {
+    fn reference_embed(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let size = xs.size();
         let (b, f, l) = (size[0], size[2], size[3]);
         let mut h = self
             .bn_in
-            .forward_t(&xs.reshape([b, f, l]), train)
-            .reshape([b, 1, f, l]);
-        for i in 0..4 {
+            .forward_t(&xs.f_reshape([b, f, l])?, train)
+            .f_reshape([b, 1, f, l])?;
+        for i in 0..self.conv_kernels.len() {
             h = h
-                .conv2d(
+                .f_conv2d(
                     &self.conv_kernels[i],
                     Some(&self.conv_biases[i]),
                     [1, 1],
                     [1, 1],
                     [1, 1],
                     1,
-                )
-                .elu();
+                )?
+                .f_elu()?;
             h = self.bns[i].forward_t(&h, train);
             let (pf, pt) = self.config.pool_sizes[i];
             let pool = [pf as i64, pt as i64];
-            h = h.max_pool2d(pool, pool, [0, 0], [1, 1], false);
-            h = h.dropout(self.config.conv_dropout, train);
+            h = h.f_max_pool2d(pool, pool, [0, 0], [1, 1], false)?;
+            h = h.f_dropout(self.config.conv_dropout, train)?;
         }
         // (B, C, F', T') -> Keras Permute((2, 1, 3)) + Reshape: (B, T', F' * C), index f * C + c.
         let s = h.size();
         let (c, f2, t2) = (s[1], s[2], s[3]);
-        let seq = h.permute([0, 3, 2, 1]).reshape([b, t2, f2 * c]);
+        let seq = h.f_permute([0, 3, 2, 1])?.f_reshape([b, t2, f2 * c])?;
         let seq = self.gru1.forward(&seq, true);
         let last = self.gru2.forward(&seq, false);
-        last.dropout(self.config.gru_dropout, train)
+        Ok(last.f_dropout(self.config.gru_dropout, train)?)
     }
 
-    /// Softmax probabilities (what the Keras model outputs).
+    /// Softmax probabilities (what the Keras model outputs), with errors returned.
+    pub fn f_probabilities_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.f_forward_t(xs, train)?.f_softmax(-1, Kind::Float)?)
+    }
+
+    /// Softmax probabilities (what the Keras model outputs). Panics where
+    /// [`f_probabilities_t`](Self::f_probabilities_t) returns an error.
     pub fn probabilities_t(&self, xs: &Tensor, train: bool) -> Tensor {
         self.forward_t(xs, train).softmax(-1, Kind::Float)
     }
 }
 
 impl ModuleT for Crnn2d {
-    /// Logits `[batch, n_classes]`.
+    /// Logits `[batch, n_classes]`. Panics where [`Crnn2d::f_forward_t`] returns an error.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.embed_t(xs, train).matmul(&self.dense_kernel) + &self.dense_bias
+        match self.f_forward_t(xs, train) {
+            Ok(y) => y,
+            Err(e) => panic!("Crnn2d::forward_t: {e}"),
+        }
     }
 }
 

@@ -1,7 +1,6 @@
 //! Batched inference: class probabilities and the 32-d bottleneck.
 
 use ndarray::Array2;
-use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::{SliceSource, batch_tensor, check_source, for_each_batch};
@@ -13,7 +12,7 @@ fn run(
     batch_size: usize,
     device: Device,
     width: usize,
-    f: impl Fn(&Tensor) -> Tensor,
+    f: impl Fn(&Tensor) -> Result<Tensor>,
 ) -> Result<Array2<f32>> {
     let c = model.config();
     check_source("inference data", source, c.n_mels, c.slice_frames, None)?;
@@ -23,7 +22,7 @@ fn run(
         for_each_batch(source, &order, batch_size.max(1), |_, batch| {
             let n = batch.labels.len();
             let xs = batch_tensor(&batch.data, n, c.n_mels, c.slice_frames, device)?;
-            let y = f(&xs)
+            let y = f(&xs)?
                 .f_to_kind(Kind::Float)?
                 .f_to_device(Device::Cpu)?
                 .f_contiguous()?;
@@ -53,7 +52,7 @@ pub fn predict_proba(
         batch_size,
         device,
         model.config().n_classes,
-        |xs| model.forward_t(xs, false).softmax(-1, Kind::Float),
+        |xs| model.f_probabilities_t(xs, false),
     )
 }
 
@@ -70,6 +69,6 @@ pub fn embed(
         batch_size,
         device,
         model.config().gru_units,
-        |xs| model.embed_t(xs, false),
+        |xs| model.f_embed_t(xs, false),
     )
 }

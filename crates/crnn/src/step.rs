@@ -1,6 +1,5 @@
 //! [`train_step`]: one optimisation step on one batch, fused on the CPU.
 
-use tch::nn::ModuleT;
 use tch::{Kind, Tensor};
 
 use crate::model::keras_categorical_crossentropy;
@@ -19,11 +18,12 @@ pub struct StepOutput {
 /// cross-entropy against `labels` (class indices, `[batch]` Int64), backward, one
 /// [`KerasAdam`] update; BatchNorm moving averages are updated as Keras does.
 ///
-/// On the CPU in f32 with [`Crnn2d::is_fused_cpu`] (the default) the conv stack runs the fused
-/// kernels and its dropout masks are a function of `dropout_key` (pass a different key per
-/// step; the same key repeats the same masks). Otherwise every op goes through autograd and
-/// dropout draws from libtorch's generator (`tch::manual_seed`). Both compute the same
-/// gradients up to float rounding (tested with dropout off).
+/// On [`ConvBackend::FusedCpu`](crate::ConvBackend) (the CPU default) the conv stack runs the
+/// fused passes forward and backward, and its dropout masks are a function of `dropout_key`
+/// (pass a different key per step; the same key repeats the same masks). On
+/// `LibtorchOps` every op goes through autograd and dropout draws from libtorch's generator
+/// (`tch::manual_seed`). Both compute the same gradients up to float rounding (tested with
+/// dropout off).
 pub fn train_step(
     model: &Crnn2d,
     adam: &mut KerasAdam,
@@ -33,24 +33,24 @@ pub fn train_step(
 ) -> Result<StepOutput> {
     model.check_input(xs)?;
     let n_classes = model.config().n_classes as i64;
-    if !model.uses_fused(xs) {
-        let probs = model.forward_t(xs, true).softmax(-1, Kind::Float);
+    let Some(plan) = model.fused_plan(xs)? else {
+        let probs = model.f_probabilities_t(xs, true)?;
         let loss = keras_categorical_crossentropy(&probs, labels, n_classes);
         adam.backward_step(&loss);
         return Ok(StepOutput {
             loss: loss.f_double_value(&[])?,
             probabilities: probs.detach(),
         });
-    }
+    };
     adam.zero_grad();
     let stack = model.conv_stack();
-    let (y, tape) = fused::train_forward(&stack, xs, dropout_key)?;
+    let (y, tape) = fused::train_forward(plan, &stack, xs, dropout_key)?;
     let leaf = y.set_requires_grad(true);
     let logits = model.dense(&model.head_from_nhwc(&leaf, true)?)?;
     let probs = logits.f_softmax(-1, Kind::Float)?;
     let loss = keras_categorical_crossentropy(&probs, labels, n_classes);
     loss.f_backward()?;
-    let grads = fused::train_backward(&stack, tape, &leaf.grad())?;
+    let grads = fused::train_backward(plan, &stack, tape, &leaf.grad())?;
     adam.apply(&grads);
     Ok(StepOutput {
         loss: loss.f_double_value(&[])?,

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor, nn};
 
 use crate::adam::KerasAdam;
@@ -16,7 +15,7 @@ use crate::checkpoint::{
 };
 use crate::data::{SliceSource, batch_tensor, check_source, for_each_batch};
 use crate::model::keras_categorical_crossentropy;
-use crate::{Crnn2d, CrnnConfig, Error, Result, TrainConfig, train_step};
+use crate::{ConvBackend, Crnn2d, CrnnConfig, Error, Result, TrainConfig, train_step};
 
 /// What an observer tells the trainer after an epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +67,151 @@ pub enum ExistingRun {
     Resume,
 }
 
+/// What [`Trainer::fit`] trains and where: the network, its class names, the data and the
+/// model directory (required, [`FitParams::new`]), and settings with defaults, each set by a
+/// method of the same name. [`check`](Self::check) tests every rule; `fit` calls it.
+///
+/// ```no_run
+/// # use crnn::{CrnnConfig, ExistingRun, FitParams, Silent, Trainer, ViewSource};
+/// # fn demo(train: &ViewSource<'_>, val: &ViewSource<'_>, names: &[String]) -> crnn::Result<()> {
+/// let config = CrnnConfig::paper(names.len(), 94);
+/// let params = FitParams::new(&config, names, train, val, "model".as_ref())
+///     .device(tch::Device::Cpu)
+///     .existing(ExistingRun::Resume);
+/// let outcome = Trainer::default().fit(params, &mut Silent)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct FitParams<'a> {
+    /// The network to build.
+    pub model: &'a CrnnConfig,
+    /// One name per class, in label order (saved in `config.json`).
+    pub class_names: &'a [String],
+    /// Training slices.
+    pub train: &'a dyn SliceSource,
+    /// Validation slices (best epoch, early stopping).
+    pub val: &'a dyn SliceSource,
+    /// The model directory.
+    pub dir: &'a Path,
+    /// Where to train.
+    ///
+    /// Default: `Device::Cpu`.
+    pub device: Device,
+    /// What to do with a run already in `dir`.
+    ///
+    /// Default: [`ExistingRun::Refuse`].
+    pub existing: ExistingRun,
+    /// Anything to keep in `config.json` beside the run (a resumed run must match it).
+    ///
+    /// Default: `null`.
+    pub metadata: serde_json::Value,
+    /// How the conv stack runs; `None` is the device's default
+    /// ([`ConvBackend::default_for`]). Not saved: resume with the same backend to continue
+    /// bit for bit (the backends draw different dropout masks).
+    ///
+    /// Default: `None`.
+    pub backend: Option<ConvBackend>,
+}
+
+impl std::fmt::Debug for FitParams<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FitParams")
+            .field("model", self.model)
+            .field("class_names", &self.class_names)
+            .field("train_slices", &self.train.len())
+            .field("val_slices", &self.val.len())
+            .field("dir", &self.dir)
+            .field("device", &self.device)
+            .field("existing", &self.existing)
+            .field("metadata", &self.metadata)
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl<'a> FitParams<'a> {
+    /// The required parts; the rest at their defaults.
+    pub fn new(
+        model: &'a CrnnConfig,
+        class_names: &'a [String],
+        train: &'a dyn SliceSource,
+        val: &'a dyn SliceSource,
+        dir: &'a Path,
+    ) -> Self {
+        Self {
+            model,
+            class_names,
+            train,
+            val,
+            dir,
+            device: Device::Cpu,
+            existing: ExistingRun::Refuse,
+            metadata: serde_json::Value::Null,
+            backend: None,
+        }
+    }
+
+    /// Sets [`device`](Self::device).
+    pub fn device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// Sets [`existing`](Self::existing).
+    pub fn existing(mut self, existing: ExistingRun) -> Self {
+        self.existing = existing;
+        self
+    }
+
+    /// Sets [`metadata`](Self::metadata).
+    pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Sets [`backend`](Self::backend).
+    pub fn backend(mut self, backend: ConvBackend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Every rule: a valid network, one class name per class, non-empty sources of the
+    /// network's slice shape with labels below the class count, and a backend that runs on
+    /// the device.
+    pub fn check(&self) -> Result<()> {
+        let c = self.model;
+        c.validate()?;
+        if self.class_names.len() != c.n_classes {
+            return Err(Error::InvalidConfig {
+                field: "class_names",
+                rule: format!(
+                    "{} names for {} classes",
+                    self.class_names.len(),
+                    c.n_classes
+                ),
+            });
+        }
+        check_source(
+            "training data",
+            self.train,
+            c.n_mels,
+            c.slice_frames,
+            Some(c.n_classes),
+        )?;
+        check_source(
+            "validation data",
+            self.val,
+            c.n_mels,
+            c.slice_frames,
+            Some(c.n_classes),
+        )?;
+        if let Some(b) = self.backend {
+            b.check(self.device)?;
+        }
+        Ok(())
+    }
+}
+
 /// The training loop of `src/trainer.py`: batch 16, Adam (Keras), per-epoch shuffle,
 /// validation loss and accuracy each epoch in eval mode, best weights kept on strictly lower
 /// validation loss, early stopping after `patience` epochs without one, at most `max_epochs`.
@@ -97,37 +241,28 @@ impl Trainer {
         Self { config }
     }
 
-    /// Trains a [`Crnn2d`] of `model_config` on `train`, selecting on `val`, into `dir`.
-    /// `class_names` (label order) and `metadata` go into `config.json`.
-    #[allow(clippy::too_many_arguments)]
+    /// Trains a [`Crnn2d`] as `params` say (checked first: [`FitParams::check`]), reporting
+    /// to `observer`.
     pub fn fit(
         &self,
-        model_config: &CrnnConfig,
-        class_names: &[String],
-        metadata: serde_json::Value,
-        train: &dyn SliceSource,
-        val: &dyn SliceSource,
-        dir: &Path,
-        device: Device,
-        existing: ExistingRun,
+        params: FitParams<'_>,
         observer: &mut dyn TrainObserver,
     ) -> Result<TrainOutcome> {
         let tc = &self.config;
         tc.validate()?;
-        model_config.validate()?;
-        let (n_mels, frames, n_classes) = (
-            model_config.n_mels,
-            model_config.slice_frames,
-            model_config.n_classes,
-        );
-        if class_names.len() != n_classes {
-            return Err(Error::InvalidConfig {
-                field: "class_names",
-                rule: format!("{} names for {n_classes} classes", class_names.len()),
-            });
-        }
-        check_source("training data", train, n_mels, frames, Some(n_classes))?;
-        check_source("validation data", val, n_mels, frames, Some(n_classes))?;
+        params.check()?;
+        let FitParams {
+            model: model_config,
+            class_names,
+            train,
+            val,
+            dir,
+            device,
+            existing,
+            metadata,
+            backend,
+        } = params;
+        let (n_mels, frames) = (model_config.n_mels, model_config.slice_frames);
 
         let paths = ResumePaths::new(dir);
         let config_path = dir.join(CONFIG_FILE);
@@ -200,8 +335,9 @@ impl Trainer {
         tch::manual_seed(tc.seed as i64);
         let mut vs = nn::VarStore::new(device);
         let mut model = Crnn2d::new(&vs.root(), model_config)?;
-        model.set_channels_last(tc.channels_last && device == Device::Cpu);
-        model.set_fused_cpu(tc.fused_cpu_kernels);
+        if let Some(b) = backend {
+            model.set_backend(b)?;
+        }
         let mut adam = KerasAdam::new(&vs, tc);
         let mut history = Vec::new();
         let (mut best_val_loss, mut best_epoch, mut wait, mut start_epoch) =
@@ -355,15 +491,15 @@ pub fn evaluate(
             let n = batch.labels.len();
             let xs = batch_tensor(&batch.data, n, c.n_mels, c.slice_frames, device)?;
             let ys = Tensor::f_from_slice(&batch.labels)?.f_to_device(device)?;
-            let probs = model.forward_t(&xs, false).softmax(-1, Kind::Float);
+            let probs = model.f_probabilities_t(&xs, false)?;
             loss_sum += keras_categorical_crossentropy(&probs, &ys, c.n_classes as i64)
                 .f_double_value(&[])?
                 * n as f64;
             correct += probs
-                .argmax(-1, false)
-                .eq_tensor(&ys)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
+                .f_argmax(-1, false)?
+                .f_eq_tensor(&ys)?
+                .f_sum(Kind::Int64)?
+                .f_int64_value(&[])?;
             Ok(())
         })
     })?;

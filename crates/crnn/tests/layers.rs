@@ -1,5 +1,8 @@
-//! The Keras-exact pieces against references computed outside Rust or by hand.
+//! The Keras-exact pieces against references computed outside Rust or by hand, on the CPU
+//! and, when there is one, on CUDA (`test_device!`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
 
 use crnn::{
     Crnn2d, CrnnConfig, KerasAdam, KerasBatchNorm, KerasGru, PAPER_SLICE_FRAMES, TrainConfig,
@@ -42,10 +45,9 @@ const GRU_REFERENCE: [f64; 30] = [
     -0.7335007224704607,
 ];
 
-#[test]
-fn keras_gru_matches_numpy_transcription() {
+fn keras_gru(device: Device) {
     let (b, t, i, u) = (2usize, 5usize, 4usize, 3usize);
-    let vs = nn::VarStore::new(Device::Cpu);
+    let vs = nn::VarStore::new(device);
     let mut gru = KerasGru::new(vs.root() / "gru", i, u);
     let x: Vec<f64> = (0..b)
         .flat_map(|bb| {
@@ -61,23 +63,34 @@ fn keras_gru_matches_numpy_transcription() {
         .flat_map(|r| (0..3 * u).map(move |c| ((1.1 * (r * 9 + c) as f64) + 0.5).sin() * 0.9))
         .collect();
     let bias: Vec<f64> = (0..3 * u).map(|c| 0.05 * c as f64 - 0.2).collect();
-    gru.kernel = Tensor::from_slice(&w).view([i as i64, 3 * u as i64]);
-    gru.recurrent_kernel = Tensor::from_slice(&uk).view([u as i64, 3 * u as i64]);
-    gru.bias = Tensor::from_slice(&bias);
-    let xs = Tensor::from_slice(&x).view([b as i64, t as i64, i as i64]);
-    let seq = gru.forward(&xs, true);
+    gru.kernel = Tensor::from_slice(&w)
+        .view([i as i64, 3 * u as i64])
+        .to_device(device);
+    gru.recurrent_kernel = Tensor::from_slice(&uk)
+        .view([u as i64, 3 * u as i64])
+        .to_device(device);
+    gru.bias = Tensor::from_slice(&bias).to_device(device);
+    let xs = Tensor::from_slice(&x)
+        .view([b as i64, t as i64, i as i64])
+        .to_device(device);
+    let seq = gru.forward(&xs, true).to_device(Device::Cpu);
     let got = Vec::<f64>::try_from(seq.view([-1])).unwrap();
     for (g, r) in got.iter().zip(GRU_REFERENCE) {
         assert!((g - r).abs() < 1e-14, "{g} vs {r}");
     }
-    let last = Vec::<f64>::try_from(gru.forward(&xs, false).view([-1])).unwrap();
+    let last =
+        Vec::<f64>::try_from(gru.forward(&xs, false).to_device(Device::Cpu).view([-1])).unwrap();
     assert_eq!(&last[..3], &got[12..15]);
     assert_eq!(&last[3..], &got[27..30]);
 }
+test_device!(
+    keras_gru,
+    keras_gru_matches_numpy_transcription_cpu,
+    keras_gru_matches_numpy_transcription_cuda
+);
 
-#[test]
-fn batchnorm_train_eval_and_keras_momentum() {
-    let vs = nn::VarStore::new(Device::Cpu);
+fn batchnorm(device: Device) {
+    let vs = nn::VarStore::new(device);
     let bn = KerasBatchNorm::new(vs.root() / "bn", 2, 0.99, 1e-3);
     // Channel 0: values 1..=8, channel 1: 10 * (1..=8) over (N=2, C=2, 4).
     let data: Vec<f32> = (0..2)
@@ -87,8 +100,8 @@ fn batchnorm_train_eval_and_keras_momentum() {
             })
         })
         .collect();
-    let x = Tensor::from_slice(&data).view([2, 2, 4]);
-    let y = bn.forward_t(&x, true);
+    let x = Tensor::from_slice(&data).view([2, 2, 4]).to_device(device);
+    let y = bn.forward_t(&x, true).to_device(Device::Cpu);
     // Train mode: batch statistics, biased variance: mean 4.5, var 5.25 (channel 0).
     let y0 = Vec::<f32>::try_from(y.select(1, 0).reshape([-1])).unwrap();
     let want0: Vec<f32> = (1..=8)
@@ -98,8 +111,8 @@ fn batchnorm_train_eval_and_keras_momentum() {
         assert!((a - b).abs() < 1e-5, "{a} vs {b}");
     }
     // Moving averages: 0.99 * init + 0.01 * batch (biased variance).
-    let mm = Vec::<f32>::try_from(&bn.moving_mean).unwrap();
-    let mv = Vec::<f32>::try_from(&bn.moving_variance).unwrap();
+    let mm = Vec::<f32>::try_from(bn.moving_mean.to_device(Device::Cpu)).unwrap();
+    let mv = Vec::<f32>::try_from(bn.moving_variance.to_device(Device::Cpu)).unwrap();
     assert!(
         (mm[0] - 0.045).abs() < 1e-6 && (mm[1] - 0.45).abs() < 1e-5,
         "{mm:?}"
@@ -115,26 +128,33 @@ fn batchnorm_train_eval_and_keras_momentum() {
         (e0 - (1.0 - 0.045) / (0.99f64 + 0.0525 + 1e-3).sqrt()).abs() < 1e-5,
         "{e0}"
     );
-    assert_eq!(Vec::<f32>::try_from(&bn.moving_mean).unwrap(), mm);
+    assert_eq!(
+        Vec::<f32>::try_from(bn.moving_mean.to_device(Device::Cpu)).unwrap(),
+        mm
+    );
 }
+test_device!(
+    batchnorm,
+    batchnorm_train_eval_and_keras_momentum_cpu,
+    batchnorm_train_eval_and_keras_momentum_cuda
+);
 
-#[test]
-fn one_adam_step_by_hand() {
-    let vs = nn::VarStore::new(Device::Cpu);
+fn adam_step(device: Device) {
+    let vs = nn::VarStore::new(device);
     let p = vs.root().var("p", &[3], nn::Init::Const(0.0));
     tch::no_grad(|| {
         p.shallow_clone()
-            .copy_(&Tensor::from_slice(&[1.0f32, -2.0, 0.5]))
+            .copy_(&Tensor::from_slice(&[1.0f32, -2.0, 0.5]).to_device(device))
     });
     let cfg = TrainConfig {
         learning_rate: 0.1,
         ..TrainConfig::default()
     };
     let mut adam = KerasAdam::new(&vs, &cfg);
-    let c = Tensor::from_slice(&[3.0f32, -0.5, 1e-9]);
+    let c = Tensor::from_slice(&[3.0f32, -0.5, 1e-9]).to_device(device);
     // loss = sum(p * c): gradient c.
     adam.backward_step(&(&p * &c).sum(Kind::Float));
-    let got = Vec::<f32>::try_from(&p).unwrap();
+    let got = Vec::<f32>::try_from(p.to_device(Device::Cpu)).unwrap();
     // t = 1: lr_t = lr sqrt(1 - b2) / (1 - b1); m = 0.1 g; v = 0.001 g^2;
     // p -= lr_t * m / (sqrt(v) + 1e-8)   (epsilon on the uncorrected sqrt(v), as Keras 2.1.1).
     let lr_t = 0.1 * (1.0f64 - 0.999).sqrt() / (1.0 - 0.9);
@@ -155,6 +175,11 @@ fn one_adam_step_by_hand() {
     assert!((f64::from(got[2]) - 0.5).abs() < 1e-3);
     assert_eq!(adam.steps(), 1);
 }
+test_device!(
+    adam_step,
+    one_adam_step_by_hand_cpu,
+    one_adam_step_by_hand_cuda
+);
 
 #[test]
 fn paper_parameter_count() {
@@ -163,13 +188,12 @@ fn paper_parameter_count() {
     assert_eq!(parameter_counts(&vs), (393_172, 394_324));
 }
 
-#[test]
-fn every_paper_slice_length_builds_and_runs() {
+fn every_slice_length(device: Device) {
     for frames in PAPER_SLICE_FRAMES {
-        let vs = nn::VarStore::new(Device::Cpu);
+        let vs = nn::VarStore::new(device);
         let cfg = CrnnConfig::paper(20, frames);
         let m = Crnn2d::new(&vs.root(), &cfg).unwrap();
-        let x = Tensor::randn([2, 1, 128, frames as i64], (Kind::Float, Device::Cpu)) * 10.0 - 40.0;
+        let x = Tensor::randn([2, 1, 128, frames as i64], (Kind::Float, device)) * 10.0 - 40.0;
         m.check_input(&x).unwrap();
         assert_eq!(m.forward_t(&x, false).size(), vec![2, 20], "{frames}");
         assert_eq!(m.forward_t(&x, true).size(), vec![2, 20], "{frames}");
@@ -179,12 +203,41 @@ fn every_paper_slice_length_builds_and_runs() {
             .sum_dim_intlist(-1, false, Kind::Float);
         assert!((p - 1.0).abs().max().double_value(&[]) < 1e-5);
     }
-    let vs = nn::VarStore::new(Device::Cpu);
+    let vs = nn::VarStore::new(device);
     let err = Crnn2d::new(&vs.root(), &CrnnConfig::paper(20, 12)).unwrap_err();
     assert!(err.to_string().contains("at least 16"), "{err}");
     let m = Crnn2d::new(&(vs.root() / "ok"), &CrnnConfig::paper(20, 32)).unwrap();
     assert!(
-        m.check_input(&Tensor::zeros([1, 1, 128, 33], (Kind::Float, Device::Cpu)))
+        m.check_input(&Tensor::zeros([1, 1, 128, 33], (Kind::Float, device)))
             .is_err()
     );
+}
+test_device!(
+    every_slice_length,
+    every_paper_slice_length_builds_and_runs_cpu,
+    every_paper_slice_length_builds_and_runs_cuda
+);
+
+#[test]
+fn the_fused_backend_refuses_what_it_cannot_run() {
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let mut m = Crnn2d::new(&vs.root(), &CrnnConfig::paper(4, 32)).unwrap();
+    let isa = crnn::crnn_kernels::Isa::best();
+    m.set_backend(crnn::ConvBackend::FusedCpu(isa)).unwrap();
+    vs.double();
+    let x = Tensor::zeros([2, 1, 128, 32], (Kind::Double, Device::Cpu));
+    let err = m.f_forward_t(&x, false).unwrap_err();
+    assert!(err.to_string().contains("LibtorchOps"), "{err}");
+    m.set_backend(crnn::ConvBackend::LibtorchOps).unwrap();
+    assert_eq!(m.f_forward_t(&x, false).unwrap().size(), vec![2, 4]);
+    for unavailable in crnn::crnn_kernels::Isa::ALL
+        .into_iter()
+        .filter(|i| !i.is_available())
+    {
+        assert!(
+            m.set_backend(crnn::ConvBackend::FusedCpu(unavailable))
+                .is_err()
+        );
+        assert_eq!(m.backend(), crnn::ConvBackend::LibtorchOps);
+    }
 }

@@ -1,12 +1,16 @@
-//! The trainer on a tiny separable problem (CPU, one libtorch thread): learning, exact
-//! determinism, exact resume, save/load, the NaN guard and the model-directory rules.
+//! The trainer on a tiny separable problem (one libtorch thread): learning, exact
+//! determinism, exact resume, save/load, the NaN guard and the model-directory rules. The
+//! device tests run on the CPU and, when there is one, on CUDA (`test_device!`); exact
+//! determinism and resume are checked on the CPU (CUDA's kernels do not promise it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crnn::{
-    Control, CrnnConfig, EpochRecord, Error, ExistingRun, RunStatus, Silent, SliceSource,
-    TrainConfig, TrainObserver, TrainedModel, Trainer, predict_proba,
+    Control, ConvBackend, CrnnConfig, EpochRecord, Error, ExistingRun, FitParams, RunStatus,
+    Silent, SliceSource, TrainConfig, TrainObserver, TrainedModel, Trainer, predict_proba,
 };
 use tch::Device;
 
@@ -88,19 +92,25 @@ fn fit(
     existing: ExistingRun,
     observer: &mut dyn TrainObserver,
 ) -> crnn::Result<crnn::TrainOutcome> {
+    fit_on(dir, cfg, existing, observer, Device::Cpu, None)
+}
+
+fn fit_on(
+    dir: &std::path::Path,
+    cfg: TrainConfig,
+    existing: ExistingRun,
+    observer: &mut dyn TrainObserver,
+    device: Device,
+    backend: Option<ConvBackend>,
+) -> crnn::Result<crnn::TrainOutcome> {
     let _guard = lock();
-    let (train, val) = (Toy::new(48), Toy::new(16));
-    Trainer::new(cfg).fit(
-        &tiny(),
-        &names(),
-        serde_json::json!({"test": true}),
-        &train,
-        &val,
-        dir,
-        Device::Cpu,
-        existing,
-        observer,
-    )
+    let (train, val, config, names) = (Toy::new(48), Toy::new(16), tiny(), names());
+    let mut params = FitParams::new(&config, &names, &train, &val, dir)
+        .device(device)
+        .existing(existing)
+        .metadata(serde_json::json!({"test": true}));
+    params.backend = backend;
+    Trainer::new(cfg).fit(params, observer)
 }
 
 fn weights(dir: &std::path::Path) -> Vec<u8> {
@@ -145,17 +155,61 @@ fn learns_a_separable_set_and_repeats_exactly() {
     assert_eq!(crnn::read_history(a.path()).unwrap().len(), 12);
 }
 
-#[test]
-fn the_libtorch_op_path_learns_too() {
+/// The libtorch-op backend learns on every device (on CUDA it is the default).
+fn libtorch_ops_learn(device: Device) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = TrainConfig {
-        fused_cpu_kernels: false,
-        ..train_cfg(12)
-    };
-    let out = fit(dir.path(), cfg, ExistingRun::Refuse, &mut Silent).unwrap();
+    let out = fit_on(
+        dir.path(),
+        train_cfg(12),
+        ExistingRun::Refuse,
+        &mut Silent,
+        device,
+        Some(ConvBackend::LibtorchOps),
+    )
+    .unwrap();
     let (first, last) = (out.history[0], out.history[11]);
     assert!(last.loss < 0.5 * first.loss, "{first:?} -> {last:?}");
     assert_eq!(last.acc, 1.0, "{last:?}");
+}
+test_device!(
+    libtorch_ops_learn,
+    the_libtorch_op_path_learns_cpu,
+    the_libtorch_op_path_learns_cuda
+);
+
+#[test]
+fn a_fused_backend_on_cuda_is_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let isa = crnn::crnn_kernels::Isa::best();
+    let err = fit_on(
+        dir.path(),
+        train_cfg(1),
+        ExistingRun::Refuse,
+        &mut Silent,
+        Device::Cuda(0),
+        Some(ConvBackend::FusedCpu(isa)),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert!(!dir.path().join("config.json").exists());
+}
+
+#[test]
+fn a_config_json_from_before_the_backend_split_still_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    fit(dir.path(), train_cfg(1), ExistingRun::Refuse, &mut Silent).unwrap();
+    let path = dir.path().join("config.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json["train"]["channels_last"] = true.into();
+    json["train"]["fused_cpu_kernels"] = false.into();
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let _guard = lock();
+    let m = TrainedModel::load(dir.path(), Device::Cpu).unwrap();
+    assert_eq!(
+        m.model.backend(),
+        ConvBackend::default_for(Device::Cpu).unwrap()
+    );
 }
 
 struct StopAfter(usize);
@@ -203,25 +257,32 @@ fn interrupted_then_resumed_equals_uninterrupted() {
     assert_eq!(strip(&full.history), strip(&rest.history));
 }
 
-#[test]
-fn save_load_gives_identical_outputs() {
+fn save_load(device: Device) {
     let dir = tempfile::tempdir().unwrap();
-    fit(dir.path(), train_cfg(2), ExistingRun::Refuse, &mut Silent).unwrap();
+    fit_on(
+        dir.path(),
+        train_cfg(2),
+        ExistingRun::Refuse,
+        &mut Silent,
+        device,
+        None,
+    )
+    .unwrap();
     // Building a model draws from libtorch's global generator: hold the lock, or a training
     // test running beside this one gets other initial weights and dropout masks.
     let _guard = lock();
     let data = Toy::new(10);
-    let a = TrainedModel::load(dir.path(), Device::Cpu).unwrap();
-    let b = TrainedModel::load(dir.path(), Device::Cpu).unwrap();
+    let a = TrainedModel::load(dir.path(), device).unwrap();
+    let b = TrainedModel::load(dir.path(), device).unwrap();
     // Same batch size: a loaded model is the saved one, bit for bit.
-    let pa = predict_proba(&a.model, &data, 4, Device::Cpu).unwrap();
-    let pb = predict_proba(&b.model, &data, 4, Device::Cpu).unwrap();
+    let pa = predict_proba(&a.model, &data, 4, device).unwrap();
+    let pb = predict_proba(&b.model, &data, 4, device).unwrap();
     assert_eq!(pa, pb);
     assert_eq!(pa.dim(), (10, 2));
     // Another batch size: libtorch's convolutions and GEMMs may pick other kernels (and so
     // another summation order) for another batch, on some CPUs (seen: 1 ulp on an AVX2-only
     // Zen 3). Probabilities agree to float rounding, stated as 1e-6 absolute.
-    let pc = predict_proba(&b.model, &data, 7, Device::Cpu).unwrap();
+    let pc = predict_proba(&b.model, &data, 7, device).unwrap();
     let worst = pa
         .iter()
         .zip(pc.iter())
@@ -229,9 +290,14 @@ fn save_load_gives_identical_outputs() {
         .fold(0f32, f32::max);
     assert!(worst <= 1e-6, "batch 4 vs 7 differ by {worst}");
     assert_eq!(a.file.class_names, names());
-    let e = crnn::embed(&a.model, &data, 3, Device::Cpu).unwrap();
+    let e = crnn::embed(&a.model, &data, 3, device).unwrap();
     assert_eq!(e.dim(), (10, 8));
 }
+test_device!(
+    save_load,
+    save_load_gives_identical_outputs_cpu,
+    save_load_gives_identical_outputs_cuda
+);
 
 struct PoisonAfterFirst<'a>(&'a Toy);
 impl TrainObserver for PoisonAfterFirst<'_> {
@@ -241,23 +307,13 @@ impl TrainObserver for PoisonAfterFirst<'_> {
     }
 }
 
-#[test]
-fn nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
+fn nan_guard(device: Device) {
     let _guard = lock();
     let dir = tempfile::tempdir().unwrap();
-    let (train, val) = (Toy::new(48), Toy::new(16));
+    let (train, val, config, names) = (Toy::new(48), Toy::new(16), tiny(), names());
+    let params = || FitParams::new(&config, &names, &train, &val, dir.path()).device(device);
     let err = Trainer::new(train_cfg(5))
-        .fit(
-            &tiny(),
-            &names(),
-            serde_json::Value::Null,
-            &train,
-            &val,
-            dir.path(),
-            Device::Cpu,
-            ExistingRun::Refuse,
-            &mut PoisonAfterFirst(&train),
-        )
+        .fit(params(), &mut PoisonAfterFirst(&train))
         .unwrap_err();
     assert!(matches!(err, Error::Diverged { epoch: 2, .. }), "{err}");
     assert!(err.to_string().contains("checkpoint"), "{err}");
@@ -268,42 +324,28 @@ fn nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
         (file.status, file.epochs_completed, file.best_epoch),
         (RunStatus::Training, 1, 1)
     );
-    assert!(TrainedModel::load(dir.path(), Device::Cpu).is_ok());
+    assert!(TrainedModel::load(dir.path(), device).is_ok());
     // With clean data, the run resumes from epoch 1.
     train.poison.store(false, Ordering::Relaxed);
     let out = Trainer::new(train_cfg(5))
-        .fit(
-            &tiny(),
-            &names(),
-            serde_json::Value::Null,
-            &train,
-            &val,
-            dir.path(),
-            Device::Cpu,
-            ExistingRun::Resume,
-            &mut Silent,
-        )
+        .fit(params().existing(ExistingRun::Resume), &mut Silent)
         .unwrap();
     assert_eq!(out.history.len(), 5);
 }
+test_device!(
+    nan_guard,
+    nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint_cpu,
+    nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint_cuda
+);
 
 #[test]
 fn bad_data_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let train = Toy::new(8);
-    let empty = Toy::new(0);
+    let (train, empty, config, names) = (Toy::new(8), Toy::new(0), tiny(), names());
+    let params = FitParams::new(&config, &names, &train, &empty, dir.path());
+    assert!(matches!(params.check(), Err(Error::EmptyData(_))));
     let err = Trainer::new(train_cfg(1))
-        .fit(
-            &tiny(),
-            &names(),
-            serde_json::Value::Null,
-            &train,
-            &empty,
-            dir.path(),
-            Device::Cpu,
-            ExistingRun::Refuse,
-            &mut Silent,
-        )
+        .fit(params, &mut Silent)
         .unwrap_err();
     assert!(matches!(err, Error::EmptyData(_)), "{err}");
     let wrong = CrnnConfig {
@@ -312,16 +354,14 @@ fn bad_data_is_refused() {
     };
     let err = Trainer::new(train_cfg(1))
         .fit(
-            &wrong,
-            &names(),
-            serde_json::Value::Null,
-            &train,
-            &train,
-            dir.path(),
-            Device::Cpu,
-            ExistingRun::Refuse,
+            FitParams::new(&wrong, &names, &train, &train, dir.path()),
             &mut Silent,
         )
         .unwrap_err();
     assert!(matches!(err, Error::Shape { .. }), "{err}");
+    let err = FitParams::new(&config, &names[..1], &train, &train, dir.path())
+        .check()
+        .unwrap_err();
+    assert!(err.to_string().contains("class_names"), "{err}");
+    assert!(!dir.path().join("config.json").exists());
 }

@@ -1,11 +1,12 @@
-//! `at::convolution_backward` through the C++ shim in `csrc/shim.cpp`, and raw
-//! access to the `f32` memory of CPU tensors for the kernels.
+//! `at::convolution_backward` through the C++ shim in `csrc/shim.cpp`, and raw access to
+//! the `f32` memory of CPU tensors for the kernels.
 
 use std::ffi::{c_char, c_int};
 
 use tch::{Device, Kind, Tensor};
 use torch_sys::C_tensor;
 
+use crate::backend::c_message;
 use crate::{Error, Result};
 
 unsafe extern "C" {
@@ -22,13 +23,12 @@ unsafe extern "C" {
 }
 
 /// Gradients of a stride-1 "same" conv2d (odd kernel, bias handled by the caller) given the
-/// gradient at its output: `(d input if asked, d weight)`, by the kernels autograd would use.
+/// gradient at its output: `(d input, d weight)`, by the kernels autograd would use.
 pub(crate) fn conv2d_same_backward(
     grad_output: &Tensor,
     input: &Tensor,
     weight: &Tensor,
-    want_input_grad: bool,
-) -> Result<(Option<Tensor>, Tensor)> {
+) -> Result<(Tensor, Tensor)> {
     let mut error = vec![0 as c_char; 1024];
     let mut gi: *mut C_tensor = std::ptr::null_mut();
     let mut gw: *mut C_tensor = std::ptr::null_mut();
@@ -39,33 +39,41 @@ pub(crate) fn conv2d_same_backward(
             grad_output.as_ptr(),
             input.as_ptr(),
             weight.as_ptr(),
-            c_int::from(want_input_grad),
+            1,
             &mut gi,
             &mut gw,
             error.as_mut_ptr(),
             error.len(),
         )
     };
-    if rc != 0 || gw.is_null() || (want_input_grad && gi.is_null()) {
-        return Err(Error::Torch(tch::TchError::Torch(format!(
-            "convolution_backward: {}",
-            super::kernels::c_message(&error)
-        ))));
-    }
     // SAFETY: non-null pointers returned by the shim are fresh heap tensors we now own.
-    let grad_weight = unsafe { Tensor::from_ptr(gw) };
+    let grad_weight = (!gw.is_null()).then(|| unsafe { Tensor::from_ptr(gw) });
+    // SAFETY: as above.
     let grad_input = (!gi.is_null()).then(|| unsafe { Tensor::from_ptr(gi) });
-    Ok((grad_input, grad_weight))
+    match (rc, grad_input, grad_weight) {
+        (0, Some(i), Some(w)) => Ok((i, w)),
+        (0, _, _) => Err(Error::Shim {
+            call: "convolution_backward",
+            message: "returned no input or weight gradient".into(),
+        }),
+        _ => Err(Error::Shim {
+            call: "convolution_backward",
+            message: c_message(&error),
+        }),
+    }
 }
 
 fn check_f32(t: &Tensor, what: &'static str) -> Result<usize> {
     if t.kind() != Kind::Float || t.device() != Device::Cpu || !t.is_contiguous() {
-        return Err(Error::Torch(tch::TchError::Torch(format!(
-            "{what}: the fused kernels need a contiguous f32 CPU tensor, got {:?} on {:?} with strides {:?}",
-            t.kind(),
-            t.device(),
-            t.stride()
-        ))));
+        return Err(Error::Backend {
+            backend: "fused-cpu".into(),
+            rule: format!(
+                "needs {what} as a contiguous f32 CPU tensor, got {:?} on {:?} with strides {:?}",
+                t.kind(),
+                t.device(),
+                t.stride()
+            ),
+        });
     }
     Ok(t.numel())
 }

@@ -6,7 +6,7 @@ use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor, nn};
 
 use crate::model::keras_categorical_crossentropy;
-use crate::{Crnn2d, CrnnConfig};
+use crate::{ConvBackend, Crnn2d, CrnnConfig};
 
 /// libtorch's RNG is process-wide: tests that seed it take turns.
 static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -71,7 +71,7 @@ fn fused_inference_matches_libtorch_ops() {
         let xs = input(37, frames);
         let fused = tch::no_grad(|| model.f_forward_t(&xs, false)).unwrap();
         let emb = tch::no_grad(|| model.f_embed_t(&xs, false)).unwrap();
-        model.set_fused_cpu(false);
+        model.set_backend(ConvBackend::LibtorchOps).unwrap();
         let reference = tch::no_grad(|| model.forward_t(&xs, false));
         let ref_emb = tch::no_grad(|| model.embed_t(&xs, false));
         let (d, de) = (max_rel(&fused, &reference), max_rel(&emb, &ref_emb));
@@ -88,43 +88,78 @@ fn fused_inference_matches_libtorch_ops() {
     }
 }
 
+/// Max-pool by gathering the winners the fused pass chose (`index`, NHWC
+/// `[n][f'][t'][c]`, window position `i * pt + j`) from `h` (`[n, c, f, t]`, the BatchNorm
+/// output), differentiable by autograd. Also returns, over all windows, how many winners are
+/// not `h`'s own maximum and the largest gap `max - chosen` among them.
+fn gather_pool(h: &Tensor, index: &[u8], pool: (usize, usize)) -> (Tensor, usize, f64) {
+    let s = h.size();
+    let (n, c, f, t) = (s[0] as usize, s[1] as usize, s[2] as usize, s[3] as usize);
+    let (pf, pt) = pool;
+    let (fo, to) = (f / pf, t / pt);
+    let mut idx = vec![0i64; n * c * fo * to];
+    for b in 0..n {
+        for a in 0..fo {
+            for o in 0..to {
+                for ch in 0..c {
+                    let k = index[((b * fo + a) * to + o) * c + ch] as usize;
+                    let (ff, tt) = (a * pf + k / pt, o * pt + k % pt);
+                    idx[((b * c + ch) * fo + a) * to + o] = (ff * t + tt) as i64;
+                }
+            }
+        }
+    }
+    let idx = Tensor::from_slice(&idx).view([n as i64, c as i64, (fo * to) as i64]);
+    let pooled = h
+        .reshape([n as i64, c as i64, (f * t) as i64])
+        .gather(2, &idx, false)
+        .reshape([n as i64, c as i64, fo as i64, to as i64]);
+    let pool = [pf as i64, pt as i64];
+    let best = tch::no_grad(|| h.max_pool2d(pool, pool, [0, 0], [1, 1], false));
+    let gap = tch::no_grad(|| &best - &pooled);
+    let flips = gap.gt(0.0).sum(Kind::Int64).int64_value(&[]) as usize;
+    (pooled, flips, gap.max().double_value(&[]))
+}
+
 /// Loss, gradients of all 26 trained variables, and moving statistics after one training
 /// forward: the fused path against an f64 autograd run of the same network (dropout off: the
 /// paths draw different masks), with libtorch's own f32 autograd path printed beside it.
 ///
-/// The input seed matters. Where the top two values of a max-pool window differ by a few ulp,
+/// Near-tied pool windows: where the top two values of a max-pool window differ by a few ulp,
 /// any two f32 implementations can pick different winners and send that window's gradient to
-/// a different position; through conv 2 this moves the block-1, conv-1 and input-BatchNorm
-/// gradients by ~1e-3 (relative to their mean). Measured over input seeds 1-5: libtorch's f32
-/// path had such a flip for four of them (mean errors 6e-5 to 7e-3 on those variables), the
-/// fused path for two (seeds 2 and 5: up to 5e-4 and 1.6e-3); elsewhere every fused gradient is within 1e-5 of f64 (its
-/// per-channel sums are f64). Seed 4 has no flip in the fused path on this machine.
+/// another position, which through conv 2 moves the block-1, conv-1 and input-BatchNorm
+/// gradients by ~1e-3 of their mean (libtorch's own f32 path does so for most inputs). So the
+/// f64 reference pools by gathering the fused pass's winners, and the test checks the rule
+/// that makes this sound: every such winner is the f64 maximum of its window or within 1e-4
+/// of it (the BatchNorm outputs being compared are of order 1; a wrong winner would be off
+/// by ~0.1 or more). With that, any input gives the same verdict on any CPU: the test runs
+/// input seeds 2 and 5, which had such flips in the fused path before the rule.
 #[test]
 fn fused_training_gradients_match_autograd() {
     let _g = TORCH.lock().unwrap_or_else(|e| e.into_inner());
+    for seed in [2, 5] {
+        gradients_match_for_input(seed);
+    }
+}
+
+fn gradients_match_for_input(seed: i64) {
     let frames = 94;
     let (vs_f, model_f) = network(frames, false);
     let (vs_r, mut model_r) = network(frames, false);
     let (mut vs_d, mut model_d) = network(frames, false);
-    model_r.set_fused_cpu(false);
+    model_r.set_backend(ConvBackend::LibtorchOps).unwrap();
+    model_d.set_backend(ConvBackend::LibtorchOps).unwrap();
     model_d.set_channels_last(false);
     vs_d.double();
-    let xs = input(16, frames as i64);
+    tch::manual_seed(seed);
+    let xs = Tensor::randn([16, 1, 128, frames as i64], (Kind::Float, Device::Cpu)) * 10.0 - 40.0;
     let labels = Tensor::from_slice(&(0..16).map(|i| (i * 7) % 20).collect::<Vec<i64>>());
 
-    // References: autograd through libtorch ops, f32 and f64.
-    let autograd = |model: &Crnn2d, xs: &Tensor| {
-        let probs = model.forward_t(xs, true).softmax(-1, xs.kind());
-        let loss = keras_categorical_crossentropy(&probs, &labels, 20);
-        loss.backward();
-        loss.double_value(&[])
-    };
-    let loss_r = autograd(&model_r, &xs);
-    let loss_d = autograd(&model_d, &xs.to_kind(Kind::Double));
-
     // Fused: the steps train_step takes, without the optimizer update.
+    let plan = model_f.fused_plan(&xs).unwrap().unwrap();
     let stack = model_f.conv_stack();
-    let (y, tape) = super::train_forward(&stack, &xs, 1).unwrap();
+    let (y, tape) = super::train_forward(plan, &stack, &xs, 1).unwrap();
+    let winners: Vec<Vec<u8>> = tape.blocks.iter().map(|b| b.index.clone()).collect();
     let leaf = y.set_requires_grad(true);
     let logits = model_f
         .dense(&model_f.head_from_nhwc(&leaf, true).unwrap())
@@ -133,8 +168,57 @@ fn fused_training_gradients_match_autograd() {
     let loss = keras_categorical_crossentropy(&probs_f, &labels, 20);
     loss.backward();
     let loss_f = loss.double_value(&[]);
-    let grads = super::train_backward(&stack, tape, &leaf.grad()).unwrap();
+    let grads = super::train_backward(plan, &stack, tape, &leaf.grad()).unwrap();
     assert_eq!(grads.len(), 18);
+
+    // libtorch f32 through autograd, printed for comparison.
+    let probs = model_r.forward_t(&xs, true).softmax(-1, Kind::Float);
+    let loss = keras_categorical_crossentropy(&probs, &labels, 20);
+    loss.backward();
+    let loss_r = loss.double_value(&[]);
+
+    // f64 through autograd, pooling at the fused winners (see the doc comment).
+    let loss_d = {
+        let st = model_d.conv_stack();
+        let x = xs.to_kind(Kind::Double);
+        let s = x.size();
+        let mut h = st
+            .bn_in
+            .forward_t(&x.reshape([s[0], s[2], s[3]]), true)
+            .reshape([s[0], 1, s[2], s[3]]);
+        for (i, block) in winners.iter().enumerate() {
+            h = h
+                .conv2d(
+                    &st.kernels[i],
+                    Some(&st.biases[i]),
+                    [1, 1],
+                    [1, 1],
+                    [1, 1],
+                    1,
+                )
+                .elu();
+            h = st.bns[i].forward_t(&h, true);
+            let (pooled, flips, gap) = gather_pool(&h, block, st.pools[i]);
+            eprintln!(
+                "input seed {seed}, block {}: {flips} near-tied windows, largest gap {gap:.1e}",
+                i + 1
+            );
+            assert!(
+                gap <= 1e-4,
+                "block {}: a fused winner is {gap:e} below its window's maximum",
+                i + 1
+            );
+            h = pooled;
+        }
+        let y = h.permute([0, 2, 3, 1]);
+        let logits = model_d
+            .dense(&model_d.head_from_nhwc(&y, true).unwrap())
+            .unwrap();
+        let probs = logits.softmax(-1, Kind::Double);
+        let loss = keras_categorical_crossentropy(&probs, &labels, 20);
+        loss.backward();
+        loss.double_value(&[])
+    };
 
     for l in [loss_f, loss_r] {
         assert!(
@@ -173,7 +257,7 @@ fn fused_training_gradients_match_autograd() {
         let (ef, er) = (mean_rel(&g_f), mean_rel(&g_r));
         let (mf, mr) = (max_rel(&g_f, &g_d), max_rel(&g_r, &g_d));
         eprintln!(
-            "{name:24} mean rel err fused {ef:.1e} libtorch {er:.1e}; max {mf:.1e} / {mr:.1e}"
+            "seed {seed} {name:24} mean rel err fused {ef:.1e} libtorch {er:.1e}; max {mf:.1e} / {mr:.1e}"
         );
         assert!(
             ef < 5e-5 && mf < 1e-4,
@@ -204,8 +288,7 @@ fn conv_backward_shim_matches_autograd() {
             crate::to_channels_last(&Tensor::randn([4, cout, h, w], (Kind::Float, Device::Cpu)));
         let y = x.conv2d(&k, Some(&b), [1, 1], [1, 1], [1, 1], 1);
         (&y * &gy).sum(Kind::Float).backward();
-        let (gx, gk) = super::conv2d_same_backward(&gy, &x.detach(), &k.detach(), true).unwrap();
-        let gx = gx.unwrap();
+        let (gx, gk) = super::conv2d_same_backward(&gy, &x.detach(), &k.detach()).unwrap();
         eprintln!(
             "{cin}->{cout}: input grad {:e}, kernel grad {:e}",
             max_rel(&gx, &x.grad()),

@@ -11,6 +11,8 @@ step "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test"
 cargo test --workspace --locked
+step "a crate outside the workspace links crnn (no LD_LIBRARY_PATH)"
+scripts/downstream-check.sh
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "all checks passed"

@@ -16,6 +16,9 @@ fn main() {
             "crnn: cannot find libtorch (torch-sys gave no DEP_TCH_LIBTORCH_LIB and LIBTORCH is unset); run scripts/setup.sh"
         );
     };
+    // For the build scripts of crates that depend on this one (`links = "crnn_shim"`):
+    // `DEP_CRNN_SHIM_LIBTORCH_LIB`, which `libtorch_rpath::emit` reads.
+    println!("cargo:libtorch_lib={}", lib.display());
     let include = lib.parent().map(|p| p.join("include")).unwrap_or_default();
     if !include.join("ATen").is_dir() {
         panic!(

@@ -113,7 +113,7 @@ impl Crnn2d {
     /// Stores the conv kernels in channels-last (NHWC) strides, in place, so that libtorch's
     /// oneDNN runs the whole conv stack NHWC (faster on CPU; the same arithmetic up to
     /// summation order). The variables stay the same leaves of the VarStore; only their
-    /// memory layout changes. See [`TrainConfig::channels_last`](crate::TrainConfig).
+    /// memory layout changes. On by default for a model built on the CPU.
     pub fn set_channels_last(&mut self, on: bool) {
         if on == self.channels_last {
             return;

@@ -178,11 +178,16 @@ impl Affine {
     /// The inference map of a BatchNorm, computed as libtorch does:
     /// `scale = gamma * (1 / sqrt(var + eps))`, `shift = beta - mean * scale`.
     pub fn inference(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], eps: f32) -> Self {
-        let scale: Vec<f32> = gamma
+        let scale = gamma
             .iter()
             .zip(var)
             .map(|(g, v)| g * (1.0 / (v + eps).sqrt()))
             .collect();
+        Self::centred(scale, beta, mean)
+    }
+
+    /// `shift = beta - mean * scale`.
+    fn centred(scale: Vec<f32>, beta: &[f32], mean: &[f32]) -> Self {
         let shift = beta
             .iter()
             .zip(mean)
@@ -195,14 +200,8 @@ impl Affine {
     /// The training map from batch statistics: `scale = gamma * invstd`,
     /// `shift = beta - mean * scale`.
     pub fn training(gamma: &[f32], beta: &[f32], mean: &[f32], invstd: &[f32]) -> Self {
-        let scale: Vec<f32> = gamma.iter().zip(invstd).map(|(g, i)| g * i).collect();
-        let shift = beta
-            .iter()
-            .zip(mean)
-            .zip(&scale)
-            .map(|((b, m), s)| b - m * s)
-            .collect();
-        Self::new(scale, shift)
+        let scale = gamma.iter().zip(invstd).map(|(g, i)| g * i).collect();
+        Self::centred(scale, beta, mean)
     }
 
     pub(crate) fn check(&self, c: usize) -> Result<()> {

@@ -60,33 +60,19 @@ impl Isa {
         match self {
             Isa::Portable => None,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => {
-                let lacks: Vec<&str> = [
-                    ("avx2", std::arch::is_x86_feature_detected!("avx2")),
-                    ("fma", std::arch::is_x86_feature_detected!("fma")),
-                ]
-                .iter()
-                .filter(|(_, has)| !has)
-                .map(|(n, _)| *n)
-                .collect();
-                (!lacks.is_empty()).then(|| format!("the CPU lacks {}", lacks.join(", ")))
-            }
+            Isa::Avx2Fma => lacking(&[
+                ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+                ("fma", std::arch::is_x86_feature_detected!("fma")),
+            ]),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => {
-                let lacks: Vec<&str> = [
-                    ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
-                    ("avx512bw", std::arch::is_x86_feature_detected!("avx512bw")),
-                    ("avx512dq", std::arch::is_x86_feature_detected!("avx512dq")),
-                    ("avx512vl", std::arch::is_x86_feature_detected!("avx512vl")),
-                    ("avx2", std::arch::is_x86_feature_detected!("avx2")),
-                    ("fma", std::arch::is_x86_feature_detected!("fma")),
-                ]
-                .iter()
-                .filter(|(_, has)| !has)
-                .map(|(n, _)| *n)
-                .collect();
-                (!lacks.is_empty()).then(|| format!("the CPU lacks {}", lacks.join(", ")))
-            }
+            Isa::Avx512 => lacking(&[
+                ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+                ("avx512bw", std::arch::is_x86_feature_detected!("avx512bw")),
+                ("avx512dq", std::arch::is_x86_feature_detected!("avx512dq")),
+                ("avx512vl", std::arch::is_x86_feature_detected!("avx512vl")),
+                ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+                ("fma", std::arch::is_x86_feature_detected!("fma")),
+            ]),
             #[cfg(not(target_arch = "x86_64"))]
             _ => Some(format!("built for {}, not x86-64", std::env::consts::ARCH)),
         }
@@ -127,6 +113,17 @@ impl Isa {
             Some(reason) => Err(Error::IsaUnavailable { isa: self, reason }),
         }
     }
+}
+
+/// "the CPU lacks a, b" for the features whose flag is false, or `None`.
+#[cfg(target_arch = "x86_64")]
+fn lacking(features: &[(&str, bool)]) -> Option<String> {
+    let lacks: Vec<&str> = features
+        .iter()
+        .filter(|(_, has)| !has)
+        .map(|(n, _)| *n)
+        .collect();
+    (!lacks.is_empty()).then(|| format!("the CPU lacks {}", lacks.join(", ")))
 }
 
 impl fmt::Display for Isa {

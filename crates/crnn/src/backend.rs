@@ -31,7 +31,7 @@ impl ConvBackend {
     /// instruction set that `CRNN_KERNELS_ISA` names, else the fastest this CPU has; but
     /// [`LibtorchOps`](Self::LibtorchOps) when that would be the portable build (a CPU
     /// without AVX2+FMA: the portable build computes each fused multiply-add in software
-    /// there, ~30x slower in block 1 than AVX2, and slower than libtorch). Unless forced by
+    /// there, ~60x slower in block 1 than AVX2, and slower than libtorch). Unless forced by
     /// `CRNN_KERNELS_ISA=portable`. On other devices `LibtorchOps`.
     pub fn default_for(device: Device) -> Result<Self> {
         if device != Device::Cpu {

@@ -8,21 +8,13 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
 use crnn_kernels::{
-    Affine, BnBackward, Conv1, DropoutMask, Geometry, GradIn, InputNorm, Isa, Plan, Plane,
-    PooledOut, Winners,
+    Affine, Conv1, DropoutMask, Geometry, GradIn, InputNorm, Isa, Plan, Plane, PooledOut, Winners,
 };
 
-fn noise(seed: u64, len: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{bn_backward, noise};
 
 fn geometry(n: usize, f: usize, t: usize, c: usize, pf: usize, pt: usize) -> Geometry {
     Geometry { n, f, t, c, pf, pt }
@@ -73,12 +65,7 @@ fn bench_isa(c: &mut Criterion, isa: Isa) {
         })
     });
     let gp = noise(4, g1.pooled_len());
-    let bn1 = BnBackward {
-        scale: noise(5, 64),
-        mean: noise(6, 64),
-        c0: noise(7, 64).iter().map(|v| v * 0.01).collect(),
-        c1: noise(8, 64).iter().map(|v| v * 0.01).collect(),
-    };
+    let bn1 = bn_backward(5, 64);
     let xhat = noise(21, z.len());
     let (gamma_in, beta_in) = (noise(22, g1.f), noise(23, g1.f));
     group.bench_function("conv1_grads_b16", |b| {
@@ -157,12 +144,7 @@ fn bench_isa(c: &mut Criterion, isa: Isa) {
             .expect("pass")
         })
     });
-    let bn2 = BnBackward {
-        scale: noise(14, 128),
-        mean: noise(15, 128),
-        c0: noise(16, 128).iter().map(|v| v * 0.01).collect(),
-        c1: noise(17, 128).iter().map(|v| v * 0.01).collect(),
-    };
+    let bn2 = bn_backward(14, 128);
     let gp2 = noise(18, g2.pooled_len());
     let mut d = e.clone();
     group.bench_function("conv_output_grad_block2_b16", |b| {

@@ -8,10 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{affine_for, bits, bits64, noise, plans_to_compare};
-use crnn_kernels::{
-    BnBackward, Conv1, DropoutMask, Geometry, GradIn, InputNorm, Plan, Plane, PooledOut, Serial,
-    Winners, elu,
-};
+use crnn_kernels::{DropoutMask, Geometry, GradIn, InputNorm, Plan, Plane, PooledOut, Serial, elu};
 
 /// Everything the dense passes produce on `g`, as bits.
 fn dense_outputs(plan: &Plan, g: Geometry, k: u64) -> Vec<(String, Vec<u64>)> {
@@ -58,12 +55,7 @@ fn dense_outputs(plan: &Plan, g: Geometry, k: u64) -> Vec<(String, Vec<u64>)> {
     plan.pool_elu_affine(&x, g, &aff, &mut yi).unwrap();
     rec("pool_elu_affine", widen(bits(&yi)));
     let gp = noise(300 + k, g.pooled_len());
-    let bn = BnBackward {
-        scale: noise(1, c),
-        mean: noise(2, c),
-        c0: noise(3, c).iter().map(|v| v * 0.01).collect(),
-        c1: noise(4, c).iter().map(|v| v * 0.01).collect(),
-    };
+    let bn = common::bn_backward(1, c);
     let mut d = e.clone();
     let bias = plan
         .conv_output_grad(&mut d, (&gp, &index), g, &bn)
@@ -104,27 +96,11 @@ fn conv1_outputs(plan: &Plan, g: Geometry, k: u64) -> Vec<(String, Vec<u64>)> {
         f: g.f,
         t: g.t,
     };
-    let conv = Conv1 {
-        c: g.c,
-        taps: noise(90 + k, 9 * g.c).iter().map(|v| v * 0.7).collect(),
-        bias: noise(91 + k, g.c).iter().map(|v| v * 0.3).collect(),
-    };
+    let conv = common::conv_for(g.c, 90 + k);
     let sign: Vec<f32> = (0..g.c)
         .map(|c| if c % 3 == 0 { -1.0 } else { 1.0 })
         .collect();
-    let (mut index, mut value) = (vec![0u8; g.pooled_len()], vec![0f32; g.pooled_len()]);
-    let s = plan
-        .conv1_train_forward(
-            plane,
-            &conv,
-            g,
-            &sign,
-            Winners {
-                index: &mut index,
-                value: &mut value,
-            },
-        )
-        .unwrap();
+    let (index, value, s) = common::block1_forward(plan, plane, &conv, g, &sign);
     out.push((
         "forward index".into(),
         index.iter().map(|&i| u64::from(i)).collect(),
@@ -132,12 +108,7 @@ fn conv1_outputs(plan: &Plan, g: Geometry, k: u64) -> Vec<(String, Vec<u64>)> {
     out.push(("forward value".into(), widen(bits(&value))));
     out.push(("forward sums".into(), bits64(&[s.a, s.b].concat())));
     let gp = noise(92, g.pooled_len());
-    let bn = BnBackward {
-        scale: noise(93, g.c),
-        mean: noise(94, g.c),
-        c0: noise(95, g.c).iter().map(|v| v * 0.01).collect(),
-        c1: noise(96, g.c).iter().map(|v| v * 0.01).collect(),
-    };
+    let bn = common::bn_backward(93, g.c);
     let xhat = noise(98 + k, z.len());
     let (gamma_in, beta_in) = (noise(99, g.f), noise(100, g.f));
     let grads = plan

@@ -4,21 +4,13 @@
 
 mod common;
 
-use common::{bits, conv1_geometries as geometries, noise};
+use common::{bits, conv_for, conv1_geometries as geometries, noise};
 use crnn_kernels::{
-    Affine, BnBackward, Conv1, DropoutMask, GradIn, InputNorm, Isa, Plan, Plane, PooledOut, Winners,
+    Affine, BnBackward, Conv1, DropoutMask, GradIn, InputNorm, Isa, Plan, Plane, PooledOut,
 };
 
 fn best() -> Plan {
     common::plan(Isa::best())
-}
-
-fn conv_for(c: usize, seed: u64) -> Conv1 {
-    Conv1 {
-        c,
-        taps: noise(seed, 9 * c).iter().map(|v| v * 0.7).collect(),
-        bias: noise(seed + 1, c).iter().map(|v| v * 0.3).collect(),
-    }
 }
 
 /// Conv 1 into a dense NHWC tensor, with the passes' arithmetic (bias, then one fused
@@ -70,19 +62,7 @@ fn training_forward_equals_conv_then_dense_passes() {
         let sign: Vec<f32> = (0..g.c)
             .map(|c| if c % 3 == 1 { -1.0 } else { 1.0 })
             .collect();
-        let (mut index, mut value) = (vec![0u8; g.pooled_len()], vec![0f32; g.pooled_len()]);
-        let sums = plan
-            .conv1_train_forward(
-                plane,
-                &conv,
-                g,
-                &sign,
-                Winners {
-                    index: &mut index,
-                    value: &mut value,
-                },
-            )
-            .unwrap();
+        let (index, value, sums) = common::block1_forward(&plan, plane, &conv, g, &sign);
 
         let mut e = dense_conv(&plane, &conv, g);
         let want = plan.elu_with_stats(&mut e, g).unwrap();
@@ -163,18 +143,7 @@ fn training_backward_equals_dense_passes_and_conv_backward() {
         let sign: Vec<f32> = (0..g.c)
             .map(|c| if c % 4 == 2 { -1.0 } else { 1.0 })
             .collect();
-        let (mut index, mut value) = (vec![0u8; g.pooled_len()], vec![0f32; g.pooled_len()]);
-        plan.conv1_train_forward(
-            plane,
-            &conv,
-            g,
-            &sign,
-            Winners {
-                index: &mut index,
-                value: &mut value,
-            },
-        )
-        .unwrap();
+        let (index, value, _) = common::block1_forward(&plan, plane, &conv, g, &sign);
         let mut gp = noise(50 + k as u64, g.pooled_len());
         let mean = noise(51, g.c);
         let invstd: Vec<f32> = noise(52, g.c).iter().map(|v| 1.0 + v.abs()).collect();

@@ -5,7 +5,9 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use crnn_kernels::{Affine, Geometry, Isa, Parallel, Plan};
+use crnn_kernels::{
+    Affine, BnBackward, ChannelSums, Conv1, Geometry, Isa, Parallel, Plan, Plane, Winners,
+};
 
 /// A deterministic pseudo-random sequence in [-1, 1).
 pub fn noise(seed: u64, len: usize) -> Vec<f32> {
@@ -18,6 +20,50 @@ pub fn noise(seed: u64, len: usize) -> Vec<f32> {
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
+}
+
+/// BatchNorm backward coefficients from `noise(seed .. seed + 4)`, the two offsets scaled to
+/// 1 %.
+pub fn bn_backward(seed: u64, c: usize) -> BnBackward {
+    BnBackward {
+        scale: noise(seed, c),
+        mean: noise(seed + 1, c),
+        c0: noise(seed + 2, c).iter().map(|v| v * 0.01).collect(),
+        c1: noise(seed + 3, c).iter().map(|v| v * 0.01).collect(),
+    }
+}
+
+/// A conv 1 of `c` channels: taps from `noise(seed)` x 0.7, bias from `noise(seed + 1)` x 0.3.
+pub fn conv_for(c: usize, seed: u64) -> Conv1 {
+    Conv1 {
+        c,
+        taps: noise(seed, 9 * c).iter().map(|v| v * 0.7).collect(),
+        bias: noise(seed + 1, c).iter().map(|v| v * 0.3).collect(),
+    }
+}
+
+/// Block 1's training forward: the winners' window indices and values, and the sums.
+pub fn block1_forward(
+    plan: &Plan,
+    plane: Plane<'_>,
+    conv: &Conv1,
+    g: Geometry,
+    sign: &[f32],
+) -> (Vec<u8>, Vec<f32>, ChannelSums) {
+    let (mut index, mut value) = (vec![0u8; g.pooled_len()], vec![0f32; g.pooled_len()]);
+    let sums = plan
+        .conv1_train_forward(
+            plane,
+            conv,
+            g,
+            sign,
+            Winners {
+                index: &mut index,
+                value: &mut value,
+            },
+        )
+        .unwrap();
+    (index, value, sums)
 }
 
 pub fn bits(v: &[f32]) -> Vec<u32> {

@@ -214,6 +214,9 @@ pub(crate) struct Tape {
     input: Tensor,
     in_mean: Vec<f32>,
     in_invstd: Vec<f32>,
+    /// The input BatchNorm's gamma and beta as the forward pass read them.
+    in_gamma: Vec<f32>,
+    in_beta: Vec<f32>,
     conv1: Conv1,
     blocks: Vec<BlockTape>,
 }
@@ -242,12 +245,8 @@ pub(crate) fn train_forward(
         let xin = as_slice(&x, "input")?;
         let sums = plan.bin_stats(xin, f, t)?;
         let (in_mean, in_invstd) = batch_statistics(stack.bn_in, &sums, b * t);
-        let aff = Affine::training(
-            &to_vec(&stack.bn_in.gamma)?,
-            &to_vec(&stack.bn_in.beta)?,
-            &in_mean,
-            &in_invstd,
-        );
+        let (in_gamma, in_beta) = (to_vec(&stack.bn_in.gamma)?, to_vec(&stack.bn_in.beta)?);
+        let aff = Affine::training(&in_gamma, &in_beta, &in_mean, &in_invstd);
         let mut z = Tensor::f_empty(
             [b as i64, 1, f as i64, t as i64],
             (Kind::Float, tch::Device::Cpu),
@@ -349,6 +348,8 @@ pub(crate) fn train_forward(
                 input: x,
                 in_mean,
                 in_invstd,
+                in_gamma,
+                in_beta,
                 conv1,
                 blocks,
             },
@@ -421,12 +422,10 @@ pub(crate) fn train_backward(
                     let x = as_slice(&tape.input, "input")?;
                     let mut xhat = vec![0f32; x.len()];
                     plan.bin_affine(x, (f, t), (&tape.in_invstd, &shift), &mut xhat)?;
-                    let (gamma_in, beta_in) =
-                        (to_vec(&stack.bn_in.gamma)?, to_vec(&stack.bn_in.beta)?);
                     let norm = InputNorm {
                         xhat: &xhat,
-                        gamma: &gamma_in,
-                        beta: &beta_in,
+                        gamma: &tape.in_gamma,
+                        beta: &tape.in_beta,
                     };
                     let c1 = plan.conv1_grads(plane, gi, norm)?;
                     input_grads = Some((f32_tensor(&c1.in_gamma), f32_tensor(&c1.in_beta)));

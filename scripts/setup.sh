@@ -2,7 +2,8 @@
 # One-time (idempotent) machine setup behind both README commands.
 #
 # Installs only what is missing:
-#   1. Debian packages the crates link or use: libhdf5-dev (feature store), libsoxr-dev
+#   1. Debian packages the crates link or use: cmake (builds libopus for audio-io's Opus
+#      decoder), libhdf5-dev (feature store), libsoxr-dev
 #      (librosa-equal resampling), hdf5-tools (h5dump, used by a layout test), unzip (two corpus
 #      packages keep their music in .pk3 zip files), fontconfig and a
 #      font for plot text, pkg-config.
@@ -20,7 +21,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
 # ---- 1. Debian packages -------------------------------------------------------------------
-APT_PACKAGES=(pkg-config libhdf5-dev libsoxr-dev hdf5-tools libfontconfig1-dev fonts-dejavu-core unzip
+APT_PACKAGES=(pkg-config cmake libhdf5-dev libsoxr-dev hdf5-tools libfontconfig1-dev fonts-dejavu-core unzip
   python3 python3-pip ca-certificates)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -1,24 +1,110 @@
 //! The symphonia decode loop: packets -> mono f32 blocks, streamed into a [`MonoSink`].
 
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::OnceLock;
 
 use symphonia::core::codecs::audio::AudioDecoderOptions;
+use symphonia::core::codecs::registry::CodecRegistry;
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, TrackType};
 use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 
+use crate::mp4::{self, EditTrim};
 use crate::resample::MonoSink;
 use crate::{Audio, Error, LoadOptions, Result};
 
+/// symphonia's enabled decoders plus libopus (with the `opus` feature).
+fn codecs() -> &'static CodecRegistry {
+    static REGISTRY: OnceLock<CodecRegistry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut registry = CodecRegistry::new();
+        symphonia::default::register_enabled_codecs(&mut registry);
+        #[cfg(feature = "opus")]
+        registry.register_audio_decoder::<crate::opus::OpusDecoder>();
+        registry
+    })
+}
+
+/// The MP4 facts symphonia does not act on, checked before decoding: a missing index, a
+/// video-only file, a protected track. Returns the box tree for the edit list.
+fn check_mp4<S: Read + Seek>(path: &Path, source: &mut S) -> Result<Option<mp4::Mp4Info>> {
+    let demux = |e: std::io::Error| Error::Demux {
+        path: path.to_path_buf(),
+        reason: format!("MP4 box tree: {e}"),
+    };
+    let info = mp4::inspect(source).map_err(demux)?;
+    source.seek(SeekFrom::Start(0)).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let Some(info) = info else {
+        return Ok(None);
+    };
+    if !info.has_moov {
+        return Err(Error::IncompleteContainer {
+            path: path.to_path_buf(),
+            reason: "MP4 without its index (no whole 'moov' box); ffmpeg and iTunes write it \
+                     after the audio, so a cut-off download or copy loses it"
+                .to_string(),
+        });
+    }
+    if let Some(t) = info.audio.iter().find(|t| t.protected) {
+        return Err(Error::Protected {
+            path: path.to_path_buf(),
+            scheme: format!(
+                "MP4 sample entry '{}'",
+                String::from_utf8_lossy(&t.sample_entry)
+            ),
+        });
+    }
+    if info.audio.is_empty() {
+        return Err(Error::NoAudioTrack {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(Some(info))
+}
+
+/// An Ogg file whose first packet is an "OpusHead" that audio-io's parser refuses: named as a
+/// broken header (symphonia's reader would not map the stream and the file would look like no
+/// audio at all).
+#[cfg(feature = "opus")]
+fn check_ogg_opus_head<S: Read + Seek>(path: &Path, source: &mut S) -> Result<()> {
+    let io = |e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    // An Ogg page is at most 27 + 255 + 255 * 255 bytes.
+    let mut first = Vec::with_capacity(1 << 16);
+    source
+        .by_ref()
+        .take(27 + 255 + 255 * 255)
+        .read_to_end(&mut first)
+        .map_err(io)?;
+    source.seek(SeekFrom::Start(0)).map_err(io)?;
+    if let Some(head) = crate::opus::ogg_opus_head(&first) {
+        crate::opus::OpusHead::parse(&head).map_err(|reason| Error::InvalidStream {
+            path: path.to_path_buf(),
+            reason: format!("broken Opus identification header: {reason}"),
+        })?;
+    }
+    Ok(())
+}
+
 /// Decodes `source` (described by `path` in errors, its extension used as a hint) to mono.
-pub(crate) fn decode(
+pub(crate) fn decode<S: MediaSource + 'static>(
     path: &Path,
-    source: Box<dyn MediaSource>,
+    mut source: S,
     options: &LoadOptions,
 ) -> Result<Audio> {
-    let mss = MediaSourceStream::new(source, Default::default());
+    let mp4_info = check_mp4(path, &mut source)?;
+    #[cfg(feature = "opus")]
+    check_ogg_opus_head(path, &mut source)?;
+    let mp4_cut_short = mp4_info.as_ref().is_some_and(|i| i.cut_short);
+    let mss = MediaSourceStream::new(Box::new(source), Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
@@ -50,8 +136,9 @@ pub(crate) fn decode(
             path: path.to_path_buf(),
         })?
         .clone();
+    let pre_skip = check_opus_header(path, &params)?;
     let decoder_options = AudioDecoderOptions::default().gapless(options.gapless);
-    let mut decoder = symphonia::default::get_codecs()
+    let mut decoder = codecs()
         .make_audio_decoder(&params, &decoder_options)
         .map_err(|_| Error::UnsupportedCodec {
             path: path.to_path_buf(),
@@ -65,12 +152,22 @@ pub(crate) fn decode(
     let mut mono: Vec<f32> = Vec::new();
     let mut stats = DamageStats::default();
     let mut truncated = false;
+    let mut trim: Option<Trimmer> = None;
+    if options.gapless {
+        // The Opus decoder drops the pre-skip; the container counts it in its length.
+        stats.trimmed_frames = u64::from(pre_skip);
+    }
 
     loop {
         let packet = match format.next_packet() {
             Ok(Some(p)) => p,
             Ok(None) | Err(SymError::ResetRequired) => break,
             Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                truncated = true;
+                break;
+            }
+            // symphonia's MP4 reader reports reading past a cut-off 'mdat' as malformed.
+            Err(_) if mp4_cut_short => {
                 truncated = true;
                 break;
             }
@@ -123,6 +220,12 @@ pub(crate) fn decode(
         source_channels = Some(channels);
         buf.copy_to_vec_interleaved(&mut interleaved);
         downmix(&interleaved, channels, &mut mono);
+        if options.gapless
+            && let Some(info) = &mp4_info
+        {
+            let t = trim.get_or_insert_with(|| Trimmer::new(info.trim(track_id, rate)));
+            stats.trimmed_frames += t.apply(&mut mono);
+        }
         if options.quantize_to_i16 {
             quantize_i16(&mut mono);
         }
@@ -142,6 +245,15 @@ pub(crate) fn decode(
 
     let lost_frames = stats.check(path, expected_frames, truncated, options)?;
     let (Some(sink), Some(source_rate)) = (sink, source_rate) else {
+        // Cut off before anything decoded (symphonia's MP4 reader reads nothing of a file whose
+        // 'mdat' is cut): say so even when the caller allows truncation.
+        if truncated {
+            return Err(Error::Truncated {
+                path: path.to_path_buf(),
+                decoded_frames: 0,
+                announced_frames: expected_frames,
+            });
+        }
         return Err(Error::NoSamples {
             path: path.to_path_buf(),
         });
@@ -174,6 +286,9 @@ struct DamageStats {
     gap_frames: u64,
     decoded_frames: u64,
     next_pts: Option<i64>,
+    /// Frames dropped by an MP4 edit list (encoder delay and padding): not damage, but counted
+    /// against the frame count the header announces.
+    trimmed_frames: u64,
 }
 
 impl DamageStats {
@@ -210,7 +325,7 @@ impl DamageStats {
         options: &LoadOptions,
     ) -> Result<u64> {
         let damaged = self.damaged_frames();
-        let seen = self.decoded_frames + damaged;
+        let seen = self.decoded_frames + damaged + self.trimmed_frames;
         let shortfall = announced.map_or(0, |n| n.saturating_sub(seen));
         let max = f64::from(options.max_damaged_fraction);
         // Ends inside a packet or page (Ogg, FLAC, WAV), or well before the frame count the
@@ -234,6 +349,68 @@ impl DamageStats {
         }
         Ok(damaged + shortfall)
     }
+}
+
+/// Applies an MP4 edit list to the mono stream at the source rate: drops `skip` frames, then
+/// keeps `keep` (the presented duration) and drops the rest (the encoder's padding).
+#[derive(Debug)]
+struct Trimmer {
+    skip_left: u64,
+    keep_left: Option<u64>,
+}
+
+impl Trimmer {
+    fn new(trim: Option<EditTrim>) -> Self {
+        let t = trim.unwrap_or(EditTrim {
+            skip: 0,
+            keep: None,
+        });
+        Self {
+            skip_left: t.skip,
+            keep_left: t.keep,
+        }
+    }
+
+    /// Trims `mono` in place; returns the frames dropped.
+    fn apply(&mut self, mono: &mut Vec<f32>) -> u64 {
+        let before = mono.len() as u64;
+        let skip = self.skip_left.min(before);
+        self.skip_left -= skip;
+        mono.drain(..skip as usize);
+        if let Some(keep) = &mut self.keep_left {
+            let n = (*keep).min(mono.len() as u64);
+            mono.truncate(n as usize);
+            *keep -= n;
+        }
+        before - mono.len() as u64
+    }
+}
+
+/// An Opus stream's identification header, checked with audio-io's own parser so that a
+/// broken header is named as such (libopus would only refuse to start). Returns the pre-skip
+/// (0 for other codecs).
+fn check_opus_header(
+    path: &Path,
+    params: &symphonia::core::codecs::audio::AudioCodecParameters,
+) -> Result<u16> {
+    use symphonia::core::codecs::audio::well_known::CODEC_ID_OPUS;
+    if params.codec != CODEC_ID_OPUS {
+        return Ok(0);
+    }
+    #[cfg(feature = "opus")]
+    {
+        let head = params.extra_data.as_deref().unwrap_or_default();
+        let head = crate::opus::OpusHead::parse(head).map_err(|reason| Error::InvalidStream {
+            path: path.to_path_buf(),
+            reason: format!("broken Opus identification header: {reason}"),
+        })?;
+        Ok(head.pre_skip)
+    }
+    #[cfg(not(feature = "opus"))]
+    Err(Error::UnsupportedCodec {
+        path: path.to_path_buf(),
+        codec: "Opus (audio-io was built without its `opus` feature)".to_string(),
+    })
 }
 
 /// Channel mean in f32, summed in channel order then divided: `np.mean(y, axis=0)` of librosa.

@@ -22,7 +22,10 @@ pub enum Error {
         path: PathBuf,
     },
     /// No supported container was recognised (random bytes, a text file, an unknown format).
-    #[error("{path}: not a supported audio file ({reason}); supported: MP3, Ogg Vorbis, FLAC, WAV")]
+    #[error(
+        "{path}: not a supported audio file ({reason}); supported: {}",
+        crate::formats::summary()
+    )]
     UnsupportedFormat {
         /// The file.
         path: PathBuf,
@@ -35,8 +38,12 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
-    /// The container was recognised but its codec cannot be decoded (e.g. Opus, AAC).
-    #[error("{path}: unsupported audio codec {codec}; supported: MP3, Vorbis, FLAC, PCM, ADPCM")]
+    /// The container was recognised but its codec cannot be decoded (e.g. AC-3, WMA, HE-AAC
+    /// with SBR that symphonia does not read, or Opus in a build without the `opus` feature).
+    #[error(
+        "{path}: unsupported audio codec {codec}; supported: {}",
+        crate::formats::summary()
+    )]
     UnsupportedCodec {
         /// The file.
         path: PathBuf,
@@ -83,6 +90,24 @@ pub enum Error {
         path: PathBuf,
         /// What went wrong.
         reason: String,
+    },
+    /// The container's index is missing or cut off (an MP4 whose 'moov' box was not written or
+    /// not copied): nothing can be decoded without it.
+    #[error("{path}: incomplete container: {reason}")]
+    IncompleteContainer {
+        /// The file.
+        path: PathBuf,
+        /// What is missing.
+        reason: String,
+    },
+    /// The audio is encrypted (DRM), such as an iTunes Store `.m4p` (FairPlay, sample entry
+    /// `drms`) or a CENC-encrypted MP4 (`enca`, `sinf`): it cannot be decoded without the key.
+    #[error("{path}: the audio is protected by DRM ({scheme}) and cannot be decoded")]
+    Protected {
+        /// The file.
+        path: PathBuf,
+        /// How the protection shows.
+        scheme: String,
     },
     /// The file decodes to zero samples.
     #[error("{path}: the file holds no audio samples (zero-length audio)")]

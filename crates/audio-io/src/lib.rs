@@ -4,6 +4,10 @@
 
 mod decode;
 mod error;
+pub mod formats;
+mod mp4;
+#[cfg(feature = "opus")]
+mod opus;
 mod resample;
 
 use std::path::Path;
@@ -152,7 +156,7 @@ pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Audio> {
             path: path.to_path_buf(),
         });
     }
-    contain_panics(path, || decode::decode(path, Box::new(file), options))
+    contain_panics(path, || decode::decode(path, file, options))
 }
 
 /// Decodes audio held in memory. `name` is used in errors and its extension as a format hint.
@@ -165,7 +169,7 @@ pub fn load_bytes(name: impl AsRef<Path>, bytes: Vec<u8>, options: &LoadOptions)
         });
     }
     contain_panics(name, || {
-        decode::decode(name, Box::new(std::io::Cursor::new(bytes)), options)
+        decode::decode(name, std::io::Cursor::new(bytes), options)
     })
 }
 

@@ -171,3 +171,99 @@ fn rubato_resampler_gives_librosa_length_but_not_its_values() {
         "rubato vs soxr relative RMS difference {rel_rms}"
     );
 }
+
+// ---- Formats whose reference is ffmpeg's decoder (see make_reference.py for why) ----------
+
+#[test]
+fn alac_in_mp4_is_lossless_and_matches_ffmpeg_exactly() {
+    // Lossless: equal to ffmpeg's decode bit for bit, and to the FLAC it was made from.
+    check("amen_alac.m4a", "native", &native(), 0.0);
+    check("amen_alac.m4a", "16000", &LoadOptions::default(), 0.0);
+    let alac = load(fixtures().join("amen_alac.m4a"), &native()).unwrap();
+    let flac = load(fixtures().join("loop_amen.flac"), &native()).unwrap();
+    assert_eq!(alac.samples.len(), 13_230, "0.3 s at 44.1 kHz");
+    assert_eq!(alac.samples[..], flac.samples[..alac.samples.len()]);
+}
+
+#[test]
+fn aac_in_mp4_matches_ffmpeg_with_the_edit_list_applied() {
+    // AAC-LC, ffmpeg's encoder: 1024 frames of encoder delay and the end padding removed as
+    // the edit list says (0.5 s = 22,050 frames; ffmpeg 5.1 keeps the padding, the reference is
+    // cut to the edit). Two float AAC decoders (symphonia, ffmpeg): same alignment, values
+    // within float rounding of the inverse MDCT.
+    check("amen_aac.m4a", "native", &native(), AAC_TOL);
+    check("amen_aac.m4a", "16000", &LoadOptions::default(), AAC_TOL);
+}
+
+#[test]
+fn adts_aac_matches_ffmpeg() {
+    // ADTS has no edit list: both decoders keep the 1024-frame delay and the padding.
+    check("amen_adts.aac", "native", &native(), AAC_TOL);
+    check("amen_adts.aac", "16000", &LoadOptions::default(), AAC_TOL);
+}
+
+#[test]
+fn ogg_opus_matches_libopus_through_ffmpeg() {
+    // libopus here (1.6.1, built by opusic-sys) and in the reference (Debian's 1.3.1 under
+    // ffmpeg): the same normative decoder in float, pre-skip and end trim as RFC 7845.
+    check("amen_opus.ogg", "native", &native(), OPUS_TOL);
+    check("amen_opus.ogg", "16000", &LoadOptions::default(), OPUS_TOL);
+    // Mono, 16 kHz input rate, several pages: still decoded at 48 kHz, then soxr.
+    check("guitar_mono.opus", "native", &native(), OPUS_TOL);
+    check(
+        "guitar_mono.opus",
+        "16000",
+        &LoadOptions::default(),
+        OPUS_TOL,
+    );
+    // 5.1, channel mapping family 1: four streams, two coupled.
+    check("amen_51.opus", "native", &native(), OPUS_TOL);
+    check("amen_51.opus", "16000", &LoadOptions::default(), OPUS_TOL);
+}
+
+#[test]
+fn opus_without_gapless_keeps_pre_skip_and_padding() {
+    let trimmed = load(fixtures().join("amen_opus.ogg"), &native()).unwrap();
+    let raw = load(
+        fixtures().join("amen_opus.ogg"),
+        &LoadOptions {
+            gapless: false,
+            ..native()
+        },
+    )
+    .unwrap();
+    // 26 packets of 20 ms decode to 24,960 frames; 312 of pre-skip and 648 of padding go.
+    assert_eq!(trimmed.samples.len(), 24_000);
+    assert_eq!(raw.samples.len() % 960, 0, "whole packets");
+    assert!(raw.samples.len() > trimmed.samples.len() + 312);
+    assert_eq!(raw.samples[312..312 + 24_000], trimmed.samples[..]);
+}
+
+#[test]
+fn opus_in_webm_decodes_with_its_pre_skip_removed() {
+    // Matroska's CodecPrivate is the same OpusHead: the decoder drops the pre-skip. symphonia
+    // 0.6 does not read Matroska's DiscardPadding, so the last packet's padding stays (< 20 ms);
+    // the Ogg file of the same encode is the reference for the rest.
+    let webm = load(fixtures().join("amen_opus.webm"), &native()).unwrap();
+    let ogg = load(fixtures().join("amen_opus.ogg"), &native()).unwrap();
+    assert_eq!(webm.source_sample_rate_hz, 48_000);
+    assert!(webm.samples.len() >= 24_000 && webm.samples.len() < 24_000 + 960);
+    let d = webm.samples[..24_000]
+        .iter()
+        .zip(&ogg.samples)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    // The same encoder settings on the same input give the same packets.
+    assert!(d <= OPUS_TOL, "webm vs ogg max |diff| {d:e}");
+}
+
+/// Two float AAC decoders (symphonia, ffmpeg 5.1): measured max |diff| 2.4e-7 (MP4) and 3.0e-7
+/// (ADTS at 16 kHz), a few float ulps of a full-scale sample from differently ordered IMDCT
+/// sums; 1e-6 leaves room for other compilers' FMA contraction and stays 30x below one 16-bit
+/// step.
+const AAC_TOL: f32 = 1e-6;
+/// Two libopus releases in float (1.6.1 here, Debian's 1.3.1 under ffmpeg): measured max
+/// |diff| 1.4e-5 to 1.8e-5 over the three files. libsndfile's libopus 1.4 differs from 1.3.1 by
+/// the same 1.5e-5, so it is the release, not the wrapper. The bound is one 16-bit PCM step
+/// (2^-15 = 3.05e-5): what an int16 decode could not even represent.
+const OPUS_TOL: f32 = 1.0 / 32768.0;

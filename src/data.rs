@@ -63,10 +63,10 @@ pub fn open_corpus(data_dir: Option<&Path>, tier: Tier) -> Result<Corpus> {
                 t0.elapsed().as_secs_f64()
             );
             if !r.left_out.is_empty() {
-                eprintln!(
-                    "corpus: {} Opus file(s) left out (symphonia 0.6 has no Opus decoder)",
-                    r.left_out.len()
-                );
+                eprintln!("corpus: {} file(s) left out:", r.left_out.len());
+                for line in &r.left_out {
+                    eprintln!("  {line}");
+                }
             }
             root
         }

@@ -7,4 +7,5 @@ pub mod cli;
 pub mod data;
 pub mod experiment;
 pub mod experiment_cli;
+pub mod predict;
 pub mod representation;

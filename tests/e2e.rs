@@ -4,6 +4,8 @@
 //! a score. A second call reads the finished run back instead of training again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 
 use artist_crnn::experiment_cli::{Args, run};
@@ -20,6 +22,19 @@ fn png_size(path: &Path) -> (u32, u32) {
     );
     let be = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
     (be(16), be(20))
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]
@@ -138,6 +153,51 @@ fn experiment_on_a_small_subset_writes_every_artefact() {
         t.elapsed().as_secs_f64() < 30.0,
         "a finished run was redone"
     );
+
+    // predict on a folder of every format: each file is predicted or named with its reason.
+    let library = dir.path().join("library");
+    let audio = common::mixed_library(&library);
+    let predictor =
+        artist_crnn::predict::Predictor::load(&run_dir.join("model"), tch::Device::Cpu).unwrap();
+    let mut predicted = Vec::new();
+    for name in audio.iter().copied().chain(["notes.m4a"]) {
+        let file = walk(&library)
+            .into_iter()
+            .find(|p| p.ends_with(name))
+            .unwrap();
+        match predictor.predict(&file, tch::Device::Cpu) {
+            Ok(p) => {
+                let total: f64 = p.mean_probability.iter().sum();
+                assert!((total - 1.0).abs() < 1e-4, "{name}: {total}");
+                assert_eq!(p.votes.iter().sum::<u32>() as usize, p.slices);
+                predicted.push(name);
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                assert!(msg.contains(&file.display().to_string()), "{msg}");
+                assert!(
+                    msg.contains("shorter than one") || msg.contains("not a supported audio file"),
+                    "{name}: {msg}"
+                );
+                assert!(
+                    name == "notes.m4a" || msg.contains("shorter than one"),
+                    "{name} failed: {msg}"
+                );
+            }
+        }
+    }
+    // The 3 s+ files of each new format give slices.
+    for must in [
+        "guitar_mono.m4a",
+        "guitar_mono.opus",
+        "fanfare.ogg",
+        "house_lo.wav",
+    ] {
+        assert!(
+            predicted.contains(&must),
+            "{must} not predicted: {predicted:?}"
+        );
+    }
 
     // Bad input: a missing data folder is a clear error.
     let err = run(Args::try_parse_from([

@@ -12,8 +12,19 @@ PY=${PYTHON:-python3}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fx=crates/audio-io/tests/fixtures
+# An .m4a and an .opus, decoded by the ffmpeg recipe of audio-io's parity references (librosa
+# cannot be their decoder; crates/audio-io/tests/fixtures/make_reference.py says why; needs
+# ffmpeg on PATH).
+"$PY" - "$fx" "$tmp" <<'PY'
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+from make_reference import ffmpeg_load
+for f in ("amen_aac.m4a", "guitar_mono.opus"):
+    y, _ = ffmpeg_load(f"{sys.argv[1]}/{f}", 16000)
+    np.save(f"{sys.argv[2]}/{f}.ffmpeg-16k.npy", y)
+PY
 "$PY" tools/melref.py --out "$tmp/g" --duration 1.5 --no-stft \
-  "$fx/guitar_16k_mono_32kbps.mp3" "$fx/fanfare.ogg"
+  "$fx/guitar_16k_mono_32kbps.mp3" "$fx/fanfare.ogg" --decoded "$tmp/amen_aac.m4a.ffmpeg-16k.npy" "$tmp/guitar_mono.opus.ffmpeg-16k.npy"
 # HTK scale, no norm, other sizes: a second filterbank for the generality check.
 "$PY" - "$tmp/g" <<'PY'
 import sys, numpy as np, librosa
@@ -47,10 +58,11 @@ for c in chirp sines noise silence impulse short tiny; do
     cp "$tmp/g/pad-$p/$c".mel_{power,db}.npy "$out/pad-$p/"
   done
 done
-# Real clips (decoded by librosa.load): the root package's tests decode them with audio-io.
+# Real clips (decoded by librosa.load, or by ffmpeg for 2 and 3): the root package's tests
+# decode them with audio-io.
 root=tests/golden
 rm -rf "$root" && mkdir -p "$root"
-for k in 0 1; do
+for k in 0 1 2 3; do
   cp "$tmp/g/pad-reflect/file_$k.mel_db.npy" "$root/file_$k.reflect.mel_db.npy"
   cp "$tmp/g/pad-constant/file_$k.mel_db.npy" "$root/file_$k.constant.mel_db.npy"
 done

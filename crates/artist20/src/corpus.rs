@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::io_err;
 use crate::{Error, Result};
 
-/// File extensions taken as audio (case-insensitive).
-pub const AUDIO_EXTENSIONS: [&str; 7] = ["mp3", "ogg", "oga", "flac", "wav", "opus", "m4a"];
+/// File extensions taken as audio (case-insensitive): those of every format this build of
+/// audio-io decodes ([`audio_io::formats`], the one list).
+pub fn audio_extensions() -> Vec<&'static str> {
+    audio_io::formats::extensions()
+}
 
 /// One song.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,9 +65,7 @@ fn is_hidden(name: &str) -> bool {
 }
 
 fn is_audio(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(e)))
+    audio_io::formats::has_audio_extension(path)
 }
 
 /// Sorted entries of a folder: (name, path, is_dir). Names that are not UTF-8 are refused.

@@ -8,7 +8,7 @@ mod slice;
 mod split;
 mod store;
 
-pub use corpus::{AUDIO_EXTENSIONS, Corpus, OfficialLists, SkipReason, Track};
+pub use corpus::{Corpus, OfficialLists, SkipReason, Track, audio_extensions};
 pub use error::{Error, Result};
 pub use slice::{SliceIndex, SliceMode, SliceRef};
 pub use split::{AlbumFallback, Split, SplitKind, SplitOptions, make_split};

@@ -44,7 +44,7 @@ pub struct LoadOptions {
     /// Default: [`Resampler::SoxrHq`] (librosa's `soxr_hq`).
     pub resampler: Resampler,
     /// Trim encoder delay and padding where the file says how much (LAME/Xing gapless tag in
-    /// MP3, Vorbis/FLAC granule positions). With it, the sample count equals `librosa.load`
+    /// MP3, Vorbis/Opus/FLAC granule positions and the Opus pre-skip, the MP4 edit list). With it, the sample count equals `librosa.load`
     /// (libsndfile/mpg123), which trims tagged MP3s too; untagged MP3s (artist20's 16 kHz
     /// 32 kbps files) keep their 1105-sample codec delay in both.
     ///
@@ -131,11 +131,13 @@ impl Audio {
     }
 }
 
-/// Decodes an audio file (MP3, Ogg Vorbis, FLAC, WAV) to mono f32 at
+/// Decodes an audio file (any format of [`formats::FORMATS`] this build enables: MP3, Ogg
+/// Vorbis/Opus, FLAC, WAV, MP4/M4A, ADTS AAC, Matroska/WebM) to mono f32 at
 /// [`LoadOptions::target_sample_rate_hz`], as `librosa.load(path, sr=16000)` does.
 ///
-/// Errors name the file: unreadable, empty, not audio, unsupported codec, truncated, corrupt,
-/// or holding no samples. A damaged packet in an otherwise good stream is skipped and counted.
+/// Errors name the file: unreadable, empty, not audio, unsupported codec, truncated or missing
+/// its index, protected, corrupt, or holding no samples. A damaged packet in an otherwise good
+/// stream is skipped and counted.
 pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Audio> {
     let path = path.as_ref();
     options.validate()?;

@@ -4,12 +4,16 @@
 mod corpus;
 mod error;
 pub mod fetch;
+mod merge;
+mod shard;
 mod slice;
 mod split;
 mod store;
 
 pub use corpus::{Corpus, OfficialLists, SkipReason, Track, audio_extensions};
 pub use error::{Error, Result};
+pub use merge::{MergeReport, find_shards, merge_shards};
+pub use shard::{Shard, fnv1a64};
 pub use slice::{SliceIndex, SliceMode, SliceRef};
 pub use split::{AlbumFallback, Split, SplitKind, SplitOptions, make_split};
 pub use store::{

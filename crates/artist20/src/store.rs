@@ -152,7 +152,7 @@ pub struct BuildReport {
     pub seconds: f64,
 }
 
-fn h5(path: &Path) -> impl Fn(hdf5::Error) -> Error + '_ {
+pub(crate) fn h5(path: &Path) -> impl Fn(hdf5::Error) -> Error + '_ {
     move |e| Error::Hdf5 {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -183,7 +183,7 @@ fn h5_path_of(rel_path: &str) -> String {
     format!("tracks/{}", parts.join("/"))
 }
 
-fn str_attr(loc: &hdf5::Location, name: &str, value: &str, path: &Path) -> Result<()> {
+pub(crate) fn str_attr(loc: &hdf5::Location, name: &str, value: &str, path: &Path) -> Result<()> {
     let v: VarLenUnicode = value.parse().map_err(|e| Error::Store {
         path: path.to_path_buf(),
         reason: format!("attribute {name}: {e:?}"),
@@ -195,7 +195,7 @@ fn str_attr(loc: &hdf5::Location, name: &str, value: &str, path: &Path) -> Resul
         .map_err(h5(path))
 }
 
-fn read_str_attr(loc: &hdf5::Location, name: &str, path: &Path) -> Result<String> {
+pub(crate) fn read_str_attr(loc: &hdf5::Location, name: &str, path: &Path) -> Result<String> {
     Ok(loc
         .attr(name)
         .map_err(h5(path))?
@@ -224,7 +224,7 @@ fn read_u64_attr(loc: &hdf5::Location, name: &str, path: &Path) -> Result<u64> {
 #[derive(Debug)]
 pub struct FeatureStore {
     path: PathBuf,
-    file: hdf5::File,
+    pub(crate) file: hdf5::File,
     config: FeatureConfig,
     entries: BTreeMap<String, TrackEntry>,
     failed: Vec<FailedTrack>,
@@ -270,23 +270,37 @@ impl FeatureStore {
         };
         let mut entries = BTreeMap::new();
         if file.link_exists("tracks") {
-            let mut stack = vec![file.group("tracks").map_err(h5(path))?];
-            while let Some(g) = stack.pop() {
-                for ds in g.datasets().map_err(h5(path))? {
-                    let e = TrackEntry {
-                        rel_path: read_str_attr(&ds, "rel_path", path)?,
-                        artist: read_str_attr(&ds, "artist", path)?,
-                        album: read_str_attr(&ds, "album", path)?,
-                        frames: ds.shape().get(1).copied().unwrap_or(0),
-                        n_samples: read_u64_attr(&ds, "n_samples", path)?,
-                        lost_frames: read_u64_attr(&ds, "lost_frames", path)?,
-                        source_size: read_u64_attr(&ds, "source_size", path)?,
-                        source_mtime_ns: read_u64_attr(&ds, "source_mtime_ns", path)?,
-                        h5_path: ds.name().trim_start_matches('/').to_string(),
-                    };
-                    entries.insert(e.rel_path.clone(), e);
+            // Walked by name, not with `Group::datasets()`: a merged index holds external links
+            // to the shards' datasets, which only opening by name follows.
+            let mut stack = vec![(
+                "tracks".to_string(),
+                file.group("tracks").map_err(h5(path))?,
+            )];
+            while let Some((prefix, g)) = stack.pop() {
+                for name in g.member_names().map_err(h5(path))? {
+                    let h5_path = format!("{prefix}/{name}");
+                    match g.loc_type_by_name(&name).map_err(h5(path))? {
+                        hdf5::LocationType::Dataset => {
+                            let ds = g.dataset(&name).map_err(h5(path))?;
+                            let e = TrackEntry {
+                                rel_path: read_str_attr(&ds, "rel_path", path)?,
+                                artist: read_str_attr(&ds, "artist", path)?,
+                                album: read_str_attr(&ds, "album", path)?,
+                                frames: ds.shape().get(1).copied().unwrap_or(0),
+                                n_samples: read_u64_attr(&ds, "n_samples", path)?,
+                                lost_frames: read_u64_attr(&ds, "lost_frames", path)?,
+                                source_size: read_u64_attr(&ds, "source_size", path)?,
+                                source_mtime_ns: read_u64_attr(&ds, "source_mtime_ns", path)?,
+                                h5_path,
+                            };
+                            entries.insert(e.rel_path.clone(), e);
+                        }
+                        hdf5::LocationType::Group => {
+                            stack.push((h5_path, g.group(&name).map_err(h5(path))?));
+                        }
+                        _ => {}
+                    }
                 }
-                stack.extend(g.groups().map_err(h5(path))?);
             }
         }
         Ok(Self {
@@ -368,7 +382,7 @@ fn open_partial(path: &Path, config: &FeatureConfig) -> Option<FeatureStore> {
     (store.config == *config).then_some(store)
 }
 
-fn create_partial(path: &Path, config: &FeatureConfig) -> Result<FeatureStore> {
+pub(crate) fn create_partial(path: &Path, config: &FeatureConfig) -> Result<FeatureStore> {
     let _ = std::fs::remove_file(path);
     let file = hdf5::File::create(path).map_err(h5(path))?;
     u64_attr(

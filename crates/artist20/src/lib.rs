@@ -1,15 +1,18 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+mod build;
 mod corpus;
 mod error;
 pub mod fetch;
+mod h5attr;
 mod merge;
 mod shard;
 mod slice;
 mod split;
 mod store;
 
+pub use build::build_store;
 pub use corpus::{Corpus, OfficialLists, SkipReason, Track, audio_extensions};
 pub use error::{Error, Result};
 pub use merge::{MergeReport, find_shards, merge_shards};
@@ -18,5 +21,5 @@ pub use slice::{SliceIndex, SliceMode, SliceRef};
 pub use split::{AlbumFallback, Split, SplitKind, SplitOptions, make_split};
 pub use store::{
     BuildReport, FailedTrack, FeatureConfig, FeatureStore, ResamplerChoice, STORE_FORMAT_VERSION,
-    TrackEntry, TrackFeatures, build_store,
+    TrackEntry, TrackFeatures,
 };

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::store::{FailedTrack, FeatureStore, create_partial, h5, str_attr};
+use crate::build::create_partial;
+use crate::h5attr::{ensure_groups, h5, str_attr};
+use crate::store::{FailedTrack, FeatureStore};
 use crate::{Error, Result, Shard};
 
 /// What [`merge_shards`] did.
@@ -193,16 +195,7 @@ pub fn merge_shards(store: &Path) -> Result<MergeReport> {
         shard_names.push(target.clone());
         for e in s.entries().values() {
             let (parent, name) = e.h5_path.rsplit_once('/').unwrap_or(("tracks", &e.h5_path));
-            let mut group = file.group("/").map_err(h5(&partial_path))?;
-            for part in parent.split('/') {
-                group = if group.link_exists(part) {
-                    group.group(part)
-                } else {
-                    group.create_group(part)
-                }
-                .map_err(h5(&partial_path))?;
-            }
-            group
+            ensure_groups(file, parent, &partial_path)?
                 .link_external(&target, &format!("/{}", e.h5_path), name)
                 .map_err(h5(&partial_path))?;
             tracks += 1;

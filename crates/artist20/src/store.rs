@@ -6,17 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
-use hdf5::types::VarLenUnicode;
-use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::io_err;
-use crate::{Corpus, Error, Result, Track};
+use crate::h5attr::{h5, read_str_attr, read_u64_attr};
+use crate::{Corpus, Error, Result};
 
 /// Version of the layout below; a store of another version is rebuilt.
 pub const STORE_FORMAT_VERSION: u32 = 1;
@@ -133,7 +130,7 @@ pub struct FailedTrack {
     pub error: String,
 }
 
-/// What [`build_store`] did.
+/// What [`build_store`](crate::build_store) did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BuildReport {
     /// The store was complete and current: nothing was written.
@@ -152,14 +149,7 @@ pub struct BuildReport {
     pub seconds: f64,
 }
 
-pub(crate) fn h5(path: &Path) -> impl Fn(hdf5::Error) -> Error + '_ {
-    move |e| Error::Hdf5 {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
-
-fn source_stamp(path: &Path) -> Result<(u64, u64)> {
+pub(crate) fn source_stamp(path: &Path) -> Result<(u64, u64)> {
     let meta = std::fs::metadata(path).map_err(io_err(path))?;
     let mtime = meta
         .modified()
@@ -170,7 +160,7 @@ fn source_stamp(path: &Path) -> Result<(u64, u64)> {
 }
 
 /// Dataset path of a track: `/tracks/<rel_path>`, with `.`/`..` components escaped.
-fn h5_path_of(rel_path: &str) -> String {
+pub(crate) fn h5_path_of(rel_path: &str) -> String {
     let parts: Vec<String> = rel_path
         .split('/')
         .filter(|p| !p.is_empty())
@@ -183,51 +173,14 @@ fn h5_path_of(rel_path: &str) -> String {
     format!("tracks/{}", parts.join("/"))
 }
 
-pub(crate) fn str_attr(loc: &hdf5::Location, name: &str, value: &str, path: &Path) -> Result<()> {
-    let v: VarLenUnicode = value.parse().map_err(|e| Error::Store {
-        path: path.to_path_buf(),
-        reason: format!("attribute {name}: {e:?}"),
-    })?;
-    loc.new_attr::<VarLenUnicode>()
-        .create(name)
-        .map_err(h5(path))?
-        .write_scalar(&v)
-        .map_err(h5(path))
-}
-
-pub(crate) fn read_str_attr(loc: &hdf5::Location, name: &str, path: &Path) -> Result<String> {
-    Ok(loc
-        .attr(name)
-        .map_err(h5(path))?
-        .read_scalar::<VarLenUnicode>()
-        .map_err(h5(path))?
-        .as_str()
-        .to_string())
-}
-
-fn u64_attr(loc: &hdf5::Location, name: &str, value: u64, path: &Path) -> Result<()> {
-    loc.new_attr::<u64>()
-        .create(name)
-        .map_err(h5(path))?
-        .write_scalar(&value)
-        .map_err(h5(path))
-}
-
-fn read_u64_attr(loc: &hdf5::Location, name: &str, path: &Path) -> Result<u64> {
-    loc.attr(name)
-        .map_err(h5(path))?
-        .read_scalar::<u64>()
-        .map_err(h5(path))
-}
-
 /// An open feature store, read side.
 #[derive(Debug)]
 pub struct FeatureStore {
-    path: PathBuf,
+    pub(crate) path: PathBuf,
     pub(crate) file: hdf5::File,
-    config: FeatureConfig,
-    entries: BTreeMap<String, TrackEntry>,
-    failed: Vec<FailedTrack>,
+    pub(crate) config: FeatureConfig,
+    pub(crate) entries: BTreeMap<String, TrackEntry>,
+    pub(crate) failed: Vec<FailedTrack>,
 }
 
 impl FeatureStore {
@@ -243,7 +196,7 @@ impl FeatureStore {
         Self::from_file(path, file)
     }
 
-    fn from_file(path: &Path, file: hdf5::File) -> Result<Self> {
+    pub(crate) fn from_file(path: &Path, file: hdf5::File) -> Result<Self> {
         let version = read_u64_attr(&file, "format_version", path).map_err(|_| Error::Store {
             path: path.to_path_buf(),
             reason: "not an artist-crnn feature store (no format_version attribute)".into(),
@@ -369,326 +322,4 @@ impl FeatureStore {
             })
             .collect()
     }
-}
-
-/// An entry is current for a track when the file's size and mtime are the stored ones.
-fn current(e: &TrackEntry, size: u64, mtime: u64) -> bool {
-    e.source_size == size && e.source_mtime_ns == mtime
-}
-
-fn open_partial(path: &Path, config: &FeatureConfig) -> Option<FeatureStore> {
-    let file = hdf5::File::open_rw(path).ok()?;
-    let store = FeatureStore::from_file(path, file).ok()?;
-    (store.config == *config).then_some(store)
-}
-
-pub(crate) fn create_partial(path: &Path, config: &FeatureConfig) -> Result<FeatureStore> {
-    let _ = std::fs::remove_file(path);
-    let file = hdf5::File::create(path).map_err(h5(path))?;
-    u64_attr(
-        &file,
-        "format_version",
-        u64::from(STORE_FORMAT_VERSION),
-        path,
-    )?;
-    let json = serde_json::to_string(config).map_err(|e| Error::Store {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    str_attr(&file, "feature_config_json", &json, path)?;
-    // The mel parameters one by one too, for readers without JSON at hand.
-    let m = &config.mel;
-    for (name, v) in [
-        ("sample_rate_hz", u64::from(m.sample_rate_hz)),
-        ("n_fft", m.n_fft as u64),
-        ("hop_length", m.hop_length as u64),
-        ("win_length", m.win_length as u64),
-        ("n_mels", m.n_mels as u64),
-    ] {
-        u64_attr(&file, name, v, path)?;
-    }
-    str_attr(
-        &file,
-        "pad_mode",
-        &format!("{:?}", m.pad_mode).to_lowercase(),
-        path,
-    )?;
-    str_attr(
-        &file,
-        "values",
-        "log-mel power in dB: 10 log10(max(amin, S)) - 10 log10(ref), floored at track max - top_db",
-        path,
-    )?;
-    str_attr(&file, "crate_version", env!("CARGO_PKG_VERSION"), path)?;
-    file.create_group("tracks").map_err(h5(path))?;
-    FeatureStore::from_file(path, file)
-}
-
-/// Writes one track's dataset and attributes into an open (partial) store.
-fn write_track(
-    store: &mut FeatureStore,
-    track: &Track,
-    mel: &Array2<f32>,
-    n_samples: u64,
-    lost_frames: u64,
-    stamp: (u64, u64),
-) -> Result<()> {
-    let path = store.path.clone();
-    let h5_path = h5_path_of(&track.rel_path);
-    let (parent, name) = h5_path
-        .rsplit_once('/')
-        .unwrap_or(("tracks", h5_path.as_str()));
-    let mut group = store.file.group("/").map_err(h5(&path))?;
-    for part in parent.split('/') {
-        group = if group.link_exists(part) {
-            group.group(part)
-        } else {
-            group.create_group(part)
-        }
-        .map_err(h5(&path))?;
-    }
-    if group.link_exists(name) {
-        group.unlink(name).map_err(h5(&path))?;
-    }
-    let ds = group
-        .new_dataset_builder()
-        .with_data(mel)
-        .create(name)
-        .map_err(h5(&path))?;
-    str_attr(&ds, "rel_path", &track.rel_path, &path)?;
-    str_attr(&ds, "artist", &track.artist, &path)?;
-    str_attr(&ds, "album", &track.album, &path)?;
-    u64_attr(&ds, "n_samples", n_samples, &path)?;
-    u64_attr(&ds, "lost_frames", lost_frames, &path)?;
-    u64_attr(&ds, "source_size", stamp.0, &path)?;
-    u64_attr(&ds, "source_mtime_ns", stamp.1, &path)?;
-    store.file.flush().map_err(h5(&path))?;
-    store.entries.insert(
-        track.rel_path.clone(),
-        TrackEntry {
-            rel_path: track.rel_path.clone(),
-            artist: track.artist.clone(),
-            album: track.album.clone(),
-            frames: mel.ncols(),
-            n_samples,
-            lost_frames,
-            source_size: stamp.0,
-            source_mtime_ns: stamp.1,
-            h5_path,
-        },
-    );
-    Ok(())
-}
-
-/// Builds or refreshes the feature store at `path` for `corpus`: decoding and log-mel in
-/// parallel over tracks (rayon; the HDF5 writes on the calling thread), a progress bar when
-/// `progress` is set, failures listed and left out. A store that is complete and current is
-/// left untouched (a no-op run reads only its index).
-pub fn build_store(
-    corpus: &Corpus,
-    path: &Path,
-    config: &FeatureConfig,
-    progress: bool,
-) -> Result<BuildReport> {
-    let t0 = Instant::now();
-    let plan = melspec::MelSpectrogram::new(config.mel.clone())?;
-    let stamps: Vec<(u64, u64)> = corpus
-        .tracks
-        .iter()
-        .map(|t| source_stamp(&t.path))
-        .collect::<Result<_>>()?;
-    let partial_path = PathBuf::from(format!("{}.partial", path.display()));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    }
-    let old = FeatureStore::open(path)
-        .ok()
-        .filter(|s| s.config == *config);
-    let known: std::collections::BTreeSet<&str> =
-        corpus.tracks.iter().map(|t| t.rel_path.as_str()).collect();
-
-    // No-op: every track stored and current (or failed, unchanged), nothing extra, no partial.
-    if let Some(old) = &old
-        && !partial_path.exists()
-    {
-        let failed_now: BTreeMap<&str, &FailedTrack> = old
-            .failed
-            .iter()
-            .map(|f| (f.rel_path.as_str(), f))
-            .collect();
-        let all_current = corpus
-            .tracks
-            .iter()
-            .zip(&stamps)
-            .all(|(t, &(size, mtime))| {
-                old.entries
-                    .get(&t.rel_path)
-                    .is_some_and(|e| current(e, size, mtime))
-                    || failed_now
-                        .get(t.rel_path.as_str())
-                        .is_some_and(|f| f.source_size == size && f.source_mtime_ns == mtime)
-            });
-        if all_current
-            && old.entries.keys().all(|k| known.contains(k.as_str()))
-            && old
-                .failed
-                .iter()
-                .all(|f| known.contains(f.rel_path.as_str()))
-        {
-            return Ok(BuildReport {
-                noop: true,
-                computed: 0,
-                reused: old.entries.len(),
-                failed: old.failed.clone(),
-                removed: 0,
-                audio_seconds: 0.0,
-                seconds: t0.elapsed().as_secs_f64(),
-            });
-        }
-    }
-
-    let mut partial = match open_partial(&partial_path, config) {
-        Some(p) => p,
-        None => create_partial(&partial_path, config)?,
-    };
-    let mut reused = 0usize;
-    let mut failed = Vec::new();
-    let mut todo = Vec::new();
-    for (i, (t, &(size, mtime))) in corpus.tracks.iter().zip(&stamps).enumerate() {
-        if partial
-            .entries
-            .get(&t.rel_path)
-            .is_some_and(|e| current(e, size, mtime))
-        {
-            reused += 1;
-        } else if let Some(e) = old
-            .as_ref()
-            .and_then(|o| o.entries.get(&t.rel_path))
-            .filter(|e| current(e, size, mtime))
-        {
-            let o = old.as_ref().ok_or_else(|| Error::Store {
-                path: path.to_path_buf(),
-                reason: "store vanished".into(),
-            })?;
-            let mel = o.read(&t.rel_path)?;
-            write_track(
-                &mut partial,
-                t,
-                &mel,
-                e.n_samples,
-                e.lost_frames,
-                (size, mtime),
-            )?;
-            reused += 1;
-        } else if let Some(f) = old
-            .as_ref()
-            .and_then(|o| o.failed.iter().find(|f| f.rel_path == t.rel_path))
-            .filter(|f| f.source_size == size && f.source_mtime_ns == mtime)
-        {
-            failed.push(f.clone());
-        } else {
-            todo.push(i);
-        }
-    }
-    // Entries of tracks no longer in the corpus.
-    let stale: Vec<TrackEntry> = partial
-        .entries
-        .values()
-        .filter(|e| !known.contains(e.rel_path.as_str()))
-        .cloned()
-        .collect();
-    for e in &stale {
-        partial.file.unlink(&e.h5_path).map_err(h5(&partial_path))?;
-        partial.entries.remove(&e.rel_path);
-    }
-    // Entries of the previous store whose files left the corpus are not carried over.
-    let removed = old
-        .as_ref()
-        .map_or(0, |o| {
-            o.entries
-                .keys()
-                .filter(|k| !known.contains(k.as_str()))
-                .count()
-        })
-        .max(stale.len());
-
-    let bar = if progress {
-        ProgressBar::new(todo.len() as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "features {bar:30} {pos}/{len} tracks {elapsed_precise} eta {eta} {wide_msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let mut computed = 0usize;
-    let mut audio_seconds = 0f64;
-    type Done = (
-        usize,
-        std::result::Result<(Array2<f32>, u64, u64, f64), String>,
-    );
-    let result: Result<()> = std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::sync_channel::<Done>(4);
-        let todo_ref = &todo;
-        let plan_ref = &plan;
-        scope.spawn(move || {
-            todo_ref.par_iter().for_each_with(tx, |tx, &i| {
-                let t = &corpus.tracks[i];
-                let r = config
-                    .compute(plan_ref, &t.path)
-                    .map(|(mel, a)| (mel, a.samples.len() as u64, a.lost_frames, a.duration_s()));
-                let _ = tx.send((i, r));
-            });
-        });
-        for (i, r) in rx {
-            let t = &corpus.tracks[i];
-            bar.set_message(t.rel_path.clone());
-            match r {
-                Ok((mel, n_samples, lost, secs)) => {
-                    write_track(&mut partial, t, &mel, n_samples, lost, stamps[i])?;
-                    computed += 1;
-                    audio_seconds += secs;
-                }
-                Err(error) => failed.push(FailedTrack {
-                    rel_path: t.rel_path.clone(),
-                    source_size: stamps[i].0,
-                    source_mtime_ns: stamps[i].1,
-                    error,
-                }),
-            }
-            bar.inc(1);
-        }
-        Ok(())
-    });
-    result?;
-    bar.finish_and_clear();
-    failed.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
-    let json = serde_json::to_string(&failed).map_err(|e| Error::Store {
-        path: partial_path.clone(),
-        reason: e.to_string(),
-    })?;
-    if partial.file.attr("failed_json").is_ok() {
-        partial
-            .file
-            .delete_attr("failed_json")
-            .map_err(h5(&partial_path))?;
-    }
-    str_attr(&partial.file, "failed_json", &json, &partial_path)?;
-    partial.file.flush().map_err(h5(&partial_path))?;
-    partial.file.close().map_err(h5(&partial_path))?;
-    if let Some(o) = old {
-        o.file.close().map_err(h5(path))?;
-    }
-    std::fs::rename(&partial_path, path).map_err(io_err(path))?;
-    Ok(BuildReport {
-        noop: false,
-        computed,
-        reused,
-        failed,
-        removed,
-        audio_seconds,
-        seconds: t0.elapsed().as_secs_f64(),
-    })
 }

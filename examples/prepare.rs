@@ -15,8 +15,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use artist_crnn::data::{default_store_path, open_corpus, prepare_store};
-use artist20::{FeatureConfig, Shard, merge_shards};
 use artist20::fetch::Tier;
+use artist20::{FeatureConfig, Shard, merge_shards};
 use clap::Parser;
 
 /// Builds or refreshes the HDF5 log-mel feature store (paper settings: 16 kHz mono, n_fft

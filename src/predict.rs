@@ -31,7 +31,7 @@ pub struct Prediction {
 }
 
 impl Predictor {
-    /// Loads the model directory (OUT/<split>/<frames>/seed-<seed>/model) onto `device`.
+    /// Loads the model directory (`OUT/<split>/<frames>/seed-<seed>/model`) onto `device`.
     pub fn load(dir: &std::path::Path, device: tch::Device) -> Result<Self> {
         let model = TrainedModel::load(dir, device)
             .with_context(|| format!("loading the model in {}", dir.display()))?;

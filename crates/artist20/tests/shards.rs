@@ -3,33 +3,13 @@
 //! or inconsistent set; an empty shard.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use artist20::{Corpus, FeatureConfig, FeatureStore, Shard, build_store, merge_shards};
-
-/// libhdf5 is one global library (its file locks too); these tests take turns with it.
-static HDF5: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    HDF5.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn wav(path: &Path, seconds: f32, freq: f32) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..(seconds * 16_000.0) as usize {
-        let x = (2.0 * std::f32::consts::PI * freq * i as f32 / 16_000.0).sin() * 0.3;
-        w.write_sample((x * 32767.0) as i16).unwrap();
-    }
-    w.finalize().unwrap();
-}
+use common::{lock, wav};
 
 /// 3 artists x 4 tracks and one undecodable file.
 fn make_corpus(root: &Path) {
@@ -44,6 +24,15 @@ fn make_corpus(root: &Path) {
         }
     }
     std::fs::write(root.join("bob/album/broken.mp3"), b"not audio").unwrap();
+}
+
+/// A temporary folder holding `corpus/` made by [`make_corpus`], and that corpus scanned.
+fn temp_corpus() -> (tempfile::TempDir, PathBuf, Corpus) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("corpus");
+    make_corpus(&root);
+    let corpus = Corpus::scan(&root).unwrap();
+    (dir, root, corpus)
 }
 
 const WORKER: &str = "ARTIST20_SHARD_TEST_WORKER";
@@ -103,10 +92,7 @@ fn assert_same_store(a: &FeatureStore, b: &FeatureStore) {
 #[test]
 fn three_processes_merge_to_the_single_process_store() {
     let _guard = lock();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("corpus");
-    make_corpus(&root);
-    let corpus = Corpus::scan(&root).unwrap();
+    let (dir, root, corpus) = temp_corpus();
     let single = dir.path().join("single.h5");
     build_store(&corpus, &single, &FeatureConfig::default(), false).unwrap();
 
@@ -166,9 +152,7 @@ fn three_processes_merge_to_the_single_process_store() {
 #[test]
 fn a_killed_shard_rerun_gives_the_same_shard() {
     let _guard = lock();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("corpus");
-    make_corpus(&root);
+    let (dir, root, _) = temp_corpus();
     let clean = dir.path().join("clean.h5");
     assert!(spawn_worker(&root, &clean, "1/2").wait().unwrap().success());
 
@@ -201,10 +185,7 @@ fn a_killed_shard_rerun_gives_the_same_shard() {
 #[test]
 fn merge_refuses_missing_unfinished_and_inconsistent_shards() {
     let _guard = lock();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("corpus");
-    make_corpus(&root);
-    let corpus = Corpus::scan(&root).unwrap();
+    let (dir, _, corpus) = temp_corpus();
     let store = dir.path().join("f.h5");
     let build = |i: usize, config: &FeatureConfig| {
         let s = Shard::new(i, 3).unwrap();
@@ -254,10 +235,7 @@ fn merge_refuses_missing_unfinished_and_inconsistent_shards() {
 #[test]
 fn an_empty_shard_is_a_valid_store() {
     let _guard = lock();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("corpus");
-    make_corpus(&root);
-    let corpus = Corpus::scan(&root).unwrap();
+    let (dir, _, corpus) = temp_corpus();
     // 20 shards over 13 files: some are empty.
     let store = dir.path().join("f.h5");
     let mut empty = 0;

@@ -3,33 +3,13 @@
 //! as an outside reader (h5py, else h5dump) sees it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
 use artist20::{Corpus, FeatureConfig, FeatureStore, build_store};
-
-/// libhdf5 is one global library; these tests take turns with it.
-static HDF5: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    HDF5.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn wav(path: &Path, seconds: f32, freq: f32) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..(seconds * 16_000.0) as usize {
-        let x = (2.0 * std::f32::consts::PI * freq * i as f32 / 16_000.0).sin() * 0.3;
-        w.write_sample((x * 32767.0) as i16).unwrap();
-    }
-    w.finalize().unwrap();
-}
+use common::{lock, wav};
 
 fn make_corpus(root: &Path) {
     wav(&root.join("ann/first/a.wav"), 2.0, 440.0);

@@ -1,0 +1,29 @@
+//! Helpers shared by the store and shard tests: the libhdf5 turn-taking lock and a sine WAV
+//! writer for synthetic corpora.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::Path;
+
+/// libhdf5 is one global library (its file locks too); these tests take turns with it.
+static HDF5: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn lock() -> std::sync::MutexGuard<'static, ()> {
+    HDF5.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A 16 kHz mono 16-bit WAV of a sine at `freq` Hz, amplitude 0.3.
+pub fn wav(path: &Path, seconds: f32, freq: f32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..(seconds * 16_000.0) as usize {
+        let x = (2.0 * std::f32::consts::PI * freq * i as f32 / 16_000.0).sin() * 0.3;
+        w.write_sample((x * 32767.0) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}

@@ -106,24 +106,16 @@ pub fn extensions() -> Vec<&'static str> {
 
 /// Whether `path` has the extension of an enabled format (case-insensitive).
 pub fn has_audio_extension(path: &std::path::Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| extensions().iter().any(|x| x.eq_ignore_ascii_case(e)))
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        enabled()
+            .flat_map(|f| f.extensions.iter())
+            .any(|x| x.eq_ignore_ascii_case(e))
+    })
 }
 
 /// "MP3, Ogg Vorbis, Ogg Opus, ..." : the enabled formats, for messages.
 pub fn summary() -> String {
     enabled().map(|f| f.name).collect::<Vec<_>>().join(", ")
-}
-
-/// The formats not compiled into this build, with the feature that adds them (for messages).
-pub fn disabled_summary() -> String {
-    FORMATS
-        .iter()
-        .filter(|f| !f.enabled)
-        .map(|f| f.name)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The README table of the enabled formats (Markdown), between the markers

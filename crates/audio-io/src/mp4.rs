@@ -186,6 +186,14 @@ fn be_u32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
+/// The u32 after a full box's version/flags and its creation and modification times: the
+/// timescale of `mvhd` and `mdhd`, the track id of `tkhd` (offset 12 in version 0, where the
+/// times are u32s; 20 in version 1, where they are u64s). 0 if the box is too short.
+fn after_times_u32(body: &[u8]) -> u32 {
+    let at = if body.first() == Some(&1) { 20 } else { 12 };
+    be_u32(body, at).unwrap_or(0)
+}
+
 fn be_u64(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
@@ -193,11 +201,7 @@ fn be_u64(b: &[u8], at: usize) -> Option<u64> {
 fn parse_moov(moov: &[u8], info: &mut Mp4Info) {
     for (kind, body) in children(moov) {
         match &kind {
-            // mvhd: version(1) flags(3), then v0: ctime u32, mtime u32, timescale u32; v1: u64s.
-            b"mvhd" => {
-                let v1 = body.first() == Some(&1);
-                info.movie_timescale = be_u32(body, if v1 { 20 } else { 12 }).unwrap_or(0);
-            }
+            b"mvhd" => info.movie_timescale = after_times_u32(body),
             b"trak" => parse_trak(body, info),
             _ => {}
         }
@@ -209,11 +213,7 @@ fn parse_trak(trak: &[u8], info: &mut Mp4Info) {
     let mut handler = [0u8; 4];
     for (kind, body) in children(trak) {
         match &kind {
-            // tkhd: v0: ctime, mtime, track_id at 12; v1: u64 times, track_id at 20.
-            b"tkhd" => {
-                let v1 = body.first() == Some(&1);
-                t.id = be_u32(body, if v1 { 20 } else { 12 }).unwrap_or(0);
-            }
+            b"tkhd" => t.id = after_times_u32(body),
             b"edts" => {
                 for (k, elst) in children(body) {
                     if &k == b"elst" {
@@ -224,10 +224,7 @@ fn parse_trak(trak: &[u8], info: &mut Mp4Info) {
             b"mdia" => {
                 for (k, b) in children(body) {
                     match &k {
-                        b"mdhd" => {
-                            let v1 = b.first() == Some(&1);
-                            t.media_timescale = be_u32(b, if v1 { 20 } else { 12 }).unwrap_or(0);
-                        }
+                        b"mdhd" => t.media_timescale = after_times_u32(b),
                         // hdlr: version/flags(4), pre_defined(4), handler_type(4).
                         b"hdlr" => {
                             if let Some(h) = b.get(8..12) {

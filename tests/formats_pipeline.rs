@@ -12,7 +12,7 @@ use common::mixed_library;
 fn prepare_reads_a_mixed_library_and_names_the_bad_file() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("library");
-    let audio = mixed_library(&root);
+    let (audio, _) = mixed_library(&root);
     let corpus = Corpus::open(&root).unwrap();
     assert_eq!(
         corpus.tracks.len(),

@@ -10,8 +10,9 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 /// root/<artist>/<album>/<file>, copied from the audio-io fixtures: every format family people's
-/// libraries hold, plus `band/loops/notes.m4a`, a text file. Returns the audio file names.
-pub fn mixed_library(root: &Path) -> Vec<&'static str> {
+/// libraries hold, plus `band/loops/notes.m4a`, a text file. Returns the audio files' paths and
+/// the text file's.
+pub fn mixed_library(root: &Path) -> (Vec<PathBuf>, PathBuf) {
     let files = [
         ("guitarist", "first", "guitar_mono.m4a"),
         ("guitarist", "first", "guitar_mono.opus"),
@@ -22,15 +23,16 @@ pub fn mixed_library(root: &Path) -> Vec<&'static str> {
         ("band", "loops", "amen_alac.m4a"),
         ("band", "loops", "amen_51.opus"),
     ];
-    for (artist, album, file) in files {
-        let dir = root.join(artist).join(album);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(fixture(file), dir.join(file)).unwrap();
-    }
-    std::fs::write(
-        root.join("band/loops/notes.m4a"),
-        "not audio, just text\n".repeat(10),
-    )
-    .unwrap();
-    files.iter().map(|f| f.2).collect()
+    let audio = files
+        .iter()
+        .map(|(artist, album, file)| {
+            let dir = root.join(artist).join(album);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::copy(fixture(file), dir.join(file)).unwrap();
+            dir.join(file)
+        })
+        .collect();
+    let text = root.join("band/loops/notes.m4a");
+    std::fs::write(&text, "not audio, just text\n".repeat(10)).unwrap();
+    (audio, text)
 }

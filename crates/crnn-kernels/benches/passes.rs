@@ -14,7 +14,7 @@ use crnn_kernels::{
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{bn_backward, noise};
+use common::{bn_backward, noise, wide_noise};
 
 fn geometry(n: usize, f: usize, t: usize, c: usize, pf: usize, pt: usize) -> Geometry {
     Geometry { n, f, t, c, pf, pt }
@@ -30,10 +30,7 @@ fn bench_isa(c: &mut Criterion, isa: Isa) {
 
     // Block 1: batch 16, 128 x 94, 64 channels, pool 2x2.
     let g1 = geometry(16, 128, 94, 64, 2, 2);
-    let z: Vec<f32> = noise(1, g1.n * g1.f * g1.t)
-        .iter()
-        .map(|v| v * 2.0)
-        .collect();
+    let z: Vec<f32> = wide_noise(1, g1.n * g1.f * g1.t);
     let plane = Plane {
         z: &z,
         f: g1.f,

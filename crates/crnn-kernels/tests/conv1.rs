@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{bits, conv_for, conv1_geometries as geometries, noise};
+use common::{bits, conv_for, conv1_geometries as geometries, noise, wide_noise};
 use crnn_kernels::{
     Affine, BnBackward, Conv1, DropoutMask, GradIn, InputNorm, Isa, Plan, Plane, PooledOut,
 };
@@ -49,10 +49,7 @@ fn kernel_layout_round_trips() {
 fn training_forward_equals_conv_then_dense_passes() {
     let plan = best();
     for (k, g) in geometries().into_iter().enumerate() {
-        let z: Vec<f32> = noise(10 + k as u64, g.n * g.f * g.t)
-            .iter()
-            .map(|v| v * 2.0)
-            .collect();
+        let z: Vec<f32> = wide_noise(10 + k as u64, g.n * g.f * g.t);
         let plane = Plane {
             z: &z,
             f: g.f,
@@ -107,10 +104,7 @@ fn normalised_input(
     g: crnn_kernels::Geometry,
     seed: u64,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
-    let xhat: Vec<f32> = noise(seed, g.n * g.f * g.t)
-        .iter()
-        .map(|v| v * 2.0)
-        .collect();
+    let xhat: Vec<f32> = wide_noise(seed, g.n * g.f * g.t);
     let gamma: Vec<f32> = noise(seed + 1, g.f).iter().map(|v| 0.5 + v.abs()).collect();
     let beta = noise(seed + 2, g.f);
     let z = xhat
@@ -220,17 +214,14 @@ fn training_backward_equals_dense_passes_and_conv_backward() {
 fn inference_equals_conv_then_dense_pool() {
     let plan = best();
     for (k, g) in geometries().into_iter().enumerate() {
-        let z: Vec<f32> = noise(60 + k as u64, g.n * g.f * g.t)
-            .iter()
-            .map(|v| v * 2.0)
-            .collect();
+        let z: Vec<f32> = wide_noise(60 + k as u64, g.n * g.f * g.t);
         let plane = Plane {
             z: &z,
             f: g.f,
             t: g.t,
         };
         let conv = conv_for(g.c, 70 + k as u64);
-        let scale: Vec<f32> = noise(71, g.c).iter().map(|v| v * 2.0).collect();
+        let scale: Vec<f32> = wide_noise(71, g.c);
         let aff = Affine::new(scale, noise(72, g.c));
         let mut y = vec![0f32; g.pooled_len()];
         plan.conv1_eval(plane, &conv, g, &aff, &mut y).unwrap();

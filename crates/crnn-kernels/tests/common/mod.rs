@@ -22,6 +22,11 @@ pub fn noise(seed: u64, len: usize) -> Vec<f32> {
         .collect()
 }
 
+/// [`noise`] doubled: uniform in [-2, 2) (the doubling is exact, so the bits are noise's).
+pub fn wide_noise(seed: u64, len: usize) -> Vec<f32> {
+    noise(seed, len).iter().map(|v| v * 2.0).collect()
+}
+
 /// BatchNorm backward coefficients from `noise(seed .. seed + 4)`, the two offsets scaled to
 /// 1 %.
 pub fn bn_backward(seed: u64, c: usize) -> BnBackward {

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 fn main() {
     libtorch_rpath::emit();
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
+    println!("cargo:rerun-if-changed=csrc/dist.cpp");
+    println!("cargo:rerun-if-changed=csrc/gloo-headers");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     // torch-sys (links = "tch") tells its direct dependents where libtorch's libraries are;
     // the headers are next to them.
@@ -41,5 +43,13 @@ fn main() {
         .flag("-fopenmp")
         .opt_level(2)
         .file("csrc/shim.cpp")
+        // c10d's ProcessGroupGloo.hpp is guarded by USE_C10D_GLOO (set when libtorch was
+        // built) and includes gloo headers the wheel does not ship: csrc/gloo-headers has
+        // them, from the gloo the wheel was built with (PROVENANCE.md there).
+        .define("USE_C10D_GLOO", None)
+        .include("csrc/gloo-headers")
+        // ProcessGroupGloo.hpp pulls in the C++ API's headers (torch/types.h) too.
+        .include(include.join("torch/csrc/api/include"))
+        .file("csrc/dist.cpp")
         .compile("crnn_shim");
 }

@@ -50,6 +50,11 @@ impl KerasAdam {
         self.step
     }
 
+    /// Sets the update count (a rank that receives its moments from another).
+    pub(crate) fn set_steps(&mut self, step: u64) {
+        self.step = step;
+    }
+
     /// Clears the gradients of every variable.
     pub fn zero_grad(&mut self) {
         for p in &mut self.params {
@@ -94,6 +99,27 @@ impl KerasAdam {
                 p -= update;
             }
         });
+    }
+
+    /// The gradient [`apply`](Self::apply) would use for each variable that has one, in
+    /// variable-name order: the one listed in `gradients`, else autograd's. The tensors
+    /// share storage with those gradients (change them in place to change the update).
+    pub fn gradients(&self, gradients: &[(Tensor, Tensor)]) -> Vec<Tensor> {
+        self.params
+            .iter()
+            .filter_map(|p| {
+                let g = gradients
+                    .iter()
+                    .find(|(var, _)| var.data_ptr() == p.data_ptr())
+                    .map_or_else(|| p.grad(), |(_, g)| g.shallow_clone());
+                g.defined().then_some(g)
+            })
+            .collect()
+    }
+
+    /// The moments `m` then `v` of every variable (sharing storage), for a broadcast.
+    pub(crate) fn moments(&self) -> Vec<Tensor> {
+        self.m.iter().chain(&self.v).map(Tensor::shallow_clone).collect()
     }
 
     /// The moments as named tensors (`m.<variable>`, `v.<variable>`), for a checkpoint.

@@ -122,6 +122,27 @@ pub enum Error {
         /// The rule broken.
         rule: String,
     },
+    /// A collective of the process group failed or timed out (another rank died, never
+    /// came, or called something else).
+    #[error("rank {rank} of {world_size}: {op}: {message}")]
+    Distributed {
+        /// This process's rank.
+        rank: usize,
+        /// The group's size.
+        world_size: usize,
+        /// What it was doing.
+        op: &'static str,
+        /// The c10d message and what to check.
+        message: String,
+    },
+    /// A launcher's environment variable is there but wrong.
+    #[error("{var} {rule}")]
+    Launch {
+        /// The variable.
+        var: String,
+        /// The rule broken, with the value found.
+        rule: String,
+    },
     /// File system error.
     #[error("{path}: {source}")]
     Io {

@@ -6,8 +6,12 @@ mod backend;
 mod checkpoint;
 mod config;
 mod data;
+mod dist;
+mod dist_train;
 mod error;
+mod fit_params;
 mod fused;
+mod launch;
 mod layers;
 mod model;
 mod predict;
@@ -26,11 +30,14 @@ pub use config::{CrnnConfig, PAPER_SLICE_FRAMES, TrainConfig};
 /// instruction set).
 pub use crnn_kernels;
 pub use data::{SliceSource, ViewSource};
+pub use dist::{DEFAULT_TIMEOUT, GlooDevice, GroupParams, ProcessGroup, Rendezvous};
+pub use dist_train::distributed_indices;
 pub use error::{Error, Result};
+pub use launch::{Launch, Launcher, first_slurm_host};
 pub use layers::{KerasBatchNorm, KerasGru, glorot_uniform, hard_sigmoid, to_channels_last};
 pub use model::{Crnn2d, keras_categorical_crossentropy, parameter_counts};
 pub use predict::{embed, predict_proba};
-pub use step::{StepOutput, train_step};
+pub use step::{StepOutput, train_step, train_step_distributed};
 /// The tch this crate is built on (use its `Device`, `Tensor`, so the versions match).
 pub use tch;
 pub use trainer::{

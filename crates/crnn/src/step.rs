@@ -3,7 +3,7 @@
 use tch::{Kind, Tensor};
 
 use crate::model::keras_categorical_crossentropy;
-use crate::{Crnn2d, KerasAdam, Result, fused};
+use crate::{Crnn2d, KerasAdam, ProcessGroup, Result, fused};
 
 /// What [`train_step`] reports about its batch.
 #[derive(Debug)]
@@ -31,12 +31,52 @@ pub fn train_step(
     labels: &Tensor,
     dropout_key: u64,
 ) -> Result<StepOutput> {
+    step(model, adam, xs, labels, dropout_key, None)
+}
+
+/// [`train_step`] of one rank in data-parallel training: after the backward pass the
+/// gradients are averaged across `group` (one all-reduce of all of them), so every rank
+/// takes the same Adam step. Every rank of the group must call it, with batches of one size.
+pub fn train_step_distributed(
+    model: &Crnn2d,
+    adam: &mut KerasAdam,
+    xs: &Tensor,
+    labels: &Tensor,
+    dropout_key: u64,
+    group: &ProcessGroup,
+) -> Result<StepOutput> {
+    step(model, adam, xs, labels, dropout_key, Some(group))
+}
+
+/// Averages the gradients `adam` is about to apply (given ones and autograd's) across `group`.
+fn sync_gradients(
+    adam: &KerasAdam,
+    given: &[(Tensor, Tensor)],
+    group: Option<&ProcessGroup>,
+) -> Result<()> {
+    if let Some(g) = group {
+        g.all_reduce_mean(&mut adam.gradients(given))?;
+    }
+    Ok(())
+}
+
+fn step(
+    model: &Crnn2d,
+    adam: &mut KerasAdam,
+    xs: &Tensor,
+    labels: &Tensor,
+    dropout_key: u64,
+    group: Option<&ProcessGroup>,
+) -> Result<StepOutput> {
     model.check_input(xs)?;
     let n_classes = model.config().n_classes as i64;
     let Some(plan) = model.fused_plan(xs)? else {
         let probs = model.f_probabilities_t(xs, true)?;
         let loss = keras_categorical_crossentropy(&probs, labels, n_classes);
-        adam.backward_step(&loss);
+        adam.zero_grad();
+        loss.f_backward()?;
+        sync_gradients(adam, &[], group)?;
+        adam.apply(&[]);
         return Ok(StepOutput {
             loss: loss.f_double_value(&[])?,
             probabilities: probs.detach(),
@@ -51,6 +91,7 @@ pub fn train_step(
     let loss = keras_categorical_crossentropy(&probs, labels, n_classes);
     loss.f_backward()?;
     let grads = fused::train_backward(plan, &stack, tape, &leaf.grad())?;
+    sync_gradients(adam, &grads, group)?;
     adam.apply(&grads);
     Ok(StepOutput {
         loss: loss.f_double_value(&[])?,

@@ -14,8 +14,10 @@ use crate::checkpoint::{
     write_history, write_json,
 };
 use crate::data::{SliceSource, batch_tensor, check_source, for_each_batch};
+use crate::dist_train::{self, Start};
 use crate::model::keras_categorical_crossentropy;
-use crate::{ConvBackend, Crnn2d, CrnnConfig, Error, Result, TrainConfig, train_step};
+pub use crate::fit_params::FitParams;
+use crate::{Crnn2d, Error, Result, TrainConfig, train_step, train_step_distributed};
 
 /// What an observer tells the trainer after an epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,151 +69,6 @@ pub enum ExistingRun {
     Resume,
 }
 
-/// What [`Trainer::fit`] trains and where: the network, its class names, the data and the
-/// model directory (required, [`FitParams::new`]), and settings with defaults, each set by a
-/// method of the same name. [`check`](Self::check) tests every rule; `fit` calls it.
-///
-/// ```no_run
-/// # use crnn::{CrnnConfig, ExistingRun, FitParams, Silent, Trainer, ViewSource};
-/// # fn demo(train: &ViewSource<'_>, val: &ViewSource<'_>, names: &[String]) -> crnn::Result<()> {
-/// let config = CrnnConfig::paper(names.len(), 94);
-/// let params = FitParams::new(&config, names, train, val, "model".as_ref())
-///     .device(tch::Device::Cpu)
-///     .existing(ExistingRun::Resume);
-/// let outcome = Trainer::default().fit(params, &mut Silent)?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct FitParams<'a> {
-    /// The network to build.
-    pub model: &'a CrnnConfig,
-    /// One name per class, in label order (saved in `config.json`).
-    pub class_names: &'a [String],
-    /// Training slices.
-    pub train: &'a dyn SliceSource,
-    /// Validation slices (best epoch, early stopping).
-    pub val: &'a dyn SliceSource,
-    /// The model directory.
-    pub dir: &'a Path,
-    /// Where to train.
-    ///
-    /// Default: `Device::Cpu`.
-    pub device: Device,
-    /// What to do with a run already in `dir`.
-    ///
-    /// Default: [`ExistingRun::Refuse`].
-    pub existing: ExistingRun,
-    /// Anything to keep in `config.json` beside the run (a resumed run must match it).
-    ///
-    /// Default: `null`.
-    pub metadata: serde_json::Value,
-    /// How the conv stack runs; `None` is the device's default
-    /// ([`ConvBackend::default_for`]). Not saved: resume with the same backend to continue
-    /// bit for bit (the backends draw different dropout masks).
-    ///
-    /// Default: `None`.
-    pub backend: Option<ConvBackend>,
-}
-
-impl std::fmt::Debug for FitParams<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FitParams")
-            .field("model", self.model)
-            .field("class_names", &self.class_names)
-            .field("train_slices", &self.train.len())
-            .field("val_slices", &self.val.len())
-            .field("dir", &self.dir)
-            .field("device", &self.device)
-            .field("existing", &self.existing)
-            .field("metadata", &self.metadata)
-            .field("backend", &self.backend)
-            .finish()
-    }
-}
-
-impl<'a> FitParams<'a> {
-    /// The required parts; the rest at their defaults.
-    pub fn new(
-        model: &'a CrnnConfig,
-        class_names: &'a [String],
-        train: &'a dyn SliceSource,
-        val: &'a dyn SliceSource,
-        dir: &'a Path,
-    ) -> Self {
-        Self {
-            model,
-            class_names,
-            train,
-            val,
-            dir,
-            device: Device::Cpu,
-            existing: ExistingRun::Refuse,
-            metadata: serde_json::Value::Null,
-            backend: None,
-        }
-    }
-
-    /// Sets [`device`](Self::device).
-    pub fn device(mut self, device: Device) -> Self {
-        self.device = device;
-        self
-    }
-
-    /// Sets [`existing`](Self::existing).
-    pub fn existing(mut self, existing: ExistingRun) -> Self {
-        self.existing = existing;
-        self
-    }
-
-    /// Sets [`metadata`](Self::metadata).
-    pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
-        self.metadata = metadata;
-        self
-    }
-
-    /// Sets [`backend`](Self::backend).
-    pub fn backend(mut self, backend: ConvBackend) -> Self {
-        self.backend = Some(backend);
-        self
-    }
-
-    /// Every rule: a valid network, one class name per class, non-empty sources of the
-    /// network's slice shape with labels below the class count, and a backend that runs on
-    /// the device.
-    pub fn check(&self) -> Result<()> {
-        let c = self.model;
-        c.validate()?;
-        if self.class_names.len() != c.n_classes {
-            return Err(Error::InvalidConfig {
-                field: "class_names",
-                rule: format!(
-                    "{} names for {} classes",
-                    self.class_names.len(),
-                    c.n_classes
-                ),
-            });
-        }
-        check_source(
-            "training data",
-            self.train,
-            c.n_mels,
-            c.slice_frames,
-            Some(c.n_classes),
-        )?;
-        check_source(
-            "validation data",
-            self.val,
-            c.n_mels,
-            c.slice_frames,
-            Some(c.n_classes),
-        )?;
-        if let Some(b) = self.backend {
-            b.check(self.device)?;
-        }
-        Ok(())
-    }
-}
-
 /// The training loop of `src/trainer.py`: batch 16, Adam (Keras), per-epoch shuffle,
 /// validation loss and accuracy each epoch in eval mode, best weights kept on strictly lower
 /// validation loss, early stopping after `patience` epochs without one, at most `max_epochs`.
@@ -241,8 +98,82 @@ impl Trainer {
         Self { config }
     }
 
+    /// Reads what the model directory holds (rank 0 only in a group): nothing yet (a new run,
+    /// whose `config.json` it writes) or a resumable run (its state and history), or refuses.
+    fn open_run(
+        &self,
+        dir: &Path,
+        existing: ExistingRun,
+        file: &ModelFile,
+    ) -> Result<Start> {
+        let paths = ResumePaths::new(dir);
+        let config_path = dir.join(CONFIG_FILE);
+        if !config_path.exists() {
+            std::fs::create_dir_all(&paths.dir).map_err(crate::error::io_err(&paths.dir))?;
+            write_json(&config_path, file)?;
+            return Ok(Start::default());
+        }
+        let old: ModelFile = read_json(&config_path)?;
+        if old.status == RunStatus::Finished {
+            return Err(Error::AlreadyTrained {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let state: Option<ResumeState> = if paths.state.exists() {
+            Some(read_json(&paths.state)?)
+        } else {
+            None
+        };
+        if existing == ExistingRun::Refuse {
+            return Err(Error::UnfinishedRun {
+                dir: dir.to_path_buf(),
+                epoch: state.as_ref().map_or(0, |s| s.epoch),
+            });
+        }
+        for (what, same, detail) in [
+            (
+                "model config",
+                old.model == file.model,
+                format!("{:?} vs {:?}", old.model, file.model),
+            ),
+            (
+                "training config",
+                old.train == file.train,
+                format!("{:?} vs {:?}", old.train, file.train),
+            ),
+            (
+                "class names",
+                old.class_names == file.class_names,
+                format!("{:?} vs {:?}", old.class_names, file.class_names),
+            ),
+            (
+                "metadata",
+                old.metadata == file.metadata,
+                format!("{} vs {}", old.metadata, file.metadata),
+            ),
+        ] {
+            if !same {
+                return Err(Error::Mismatch {
+                    dir: dir.to_path_buf(),
+                    what,
+                    detail,
+                });
+            }
+        }
+        let mut history = Vec::new();
+        if let Some(state) = &state {
+            history = read_history(dir)?;
+            history.truncate(state.epoch);
+        }
+        Ok(Start {
+            resume: state,
+            history,
+        })
+    }
+
     /// Trains a [`Crnn2d`] as `params` say (checked first: [`FitParams::check`]), reporting
-    /// to `observer`.
+    /// to `observer`. With a [`group`](FitParams::group), every rank of it calls `fit` and
+    /// they train one model together (the crate README says how).
     pub fn fit(
         &self,
         params: FitParams<'_>,
@@ -261,8 +192,12 @@ impl Trainer {
             existing,
             metadata,
             backend,
+            group,
         } = params;
         let (n_mels, frames) = (model_config.n_mels, model_config.slice_frames);
+        // Only rank 0 reads or writes the model directory.
+        let main = group.is_none_or(|g| g.is_main());
+        let (rank, world) = group.map_or((0, 1), |g| (g.rank(), g.world_size()));
 
         let paths = ResumePaths::new(dir);
         let config_path = dir.join(CONFIG_FILE);
@@ -278,58 +213,17 @@ impl Trainer {
             best_epoch: 0,
             best_val_loss: None,
         };
-        // What is already there?
-        let resume: Option<ResumeState> = if config_path.exists() {
-            let old: ModelFile = read_json(&config_path)?;
-            if old.status == RunStatus::Finished {
-                return Err(Error::AlreadyTrained {
-                    dir: dir.to_path_buf(),
-                });
-            }
-            let state: Option<ResumeState> = if paths.state.exists() {
-                Some(read_json(&paths.state)?)
-            } else {
-                None
-            };
-            if existing == ExistingRun::Refuse {
-                return Err(Error::UnfinishedRun {
-                    dir: dir.to_path_buf(),
-                    epoch: state.as_ref().map_or(0, |s| s.epoch),
-                });
-            }
-            for (what, same, detail) in [
-                (
-                    "model config",
-                    old.model == file.model,
-                    format!("{:?} vs {:?}", old.model, file.model),
-                ),
-                (
-                    "training config",
-                    old.train == file.train,
-                    format!("{:?} vs {:?}", old.train, file.train),
-                ),
-                (
-                    "class names",
-                    old.class_names == file.class_names,
-                    format!("{:?} vs {:?}", old.class_names, file.class_names),
-                ),
-                (
-                    "metadata",
-                    old.metadata == file.metadata,
-                    format!("{} vs {}", old.metadata, file.metadata),
-                ),
-            ] {
-                if !same {
-                    return Err(Error::Mismatch {
-                        dir: dir.to_path_buf(),
-                        what,
-                        detail,
-                    });
-                }
-            }
-            state
+        let start = if main {
+            self.open_run(dir, existing, &file)
         } else {
-            None
+            Ok(Start::default())
+        };
+        let Start {
+            resume,
+            mut history,
+        } = match group {
+            Some(g) => dist_train::share_start(g, start)?,
+            None => start?,
         };
 
         tch::manual_seed(tc.seed as i64);
@@ -339,19 +233,21 @@ impl Trainer {
             model.set_backend(b)?;
         }
         let mut adam = KerasAdam::new(&vs, tc);
-        let mut history = Vec::new();
         let (mut best_val_loss, mut best_epoch, mut wait, mut start_epoch) =
             (f64::INFINITY, 0usize, 0usize, 0usize);
         if let Some(state) = &resume {
-            load_variables(&mut vs, &paths.weights(state.slot))?;
-            let adam_path = paths.adam(state.slot);
-            let tensors = Tensor::read_safetensors(&adam_path).map_err(|e| Error::ModelFile {
-                path: adam_path.clone(),
-                reason: e.to_string(),
-            })?;
-            adam.load_state(&tensors, state.adam_step)?;
-            history = read_history(dir)?;
-            history.truncate(state.epoch);
+            if main {
+                load_variables(&mut vs, &paths.weights(state.slot))?;
+                let adam_path = paths.adam(state.slot);
+                let tensors =
+                    Tensor::read_safetensors(&adam_path).map_err(|e| Error::ModelFile {
+                        path: adam_path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                adam.load_state(&tensors, state.adam_step)?;
+            } else {
+                adam.set_steps(state.adam_step);
+            }
             best_val_loss = state.best_val_loss.unwrap_or(f64::INFINITY);
             best_epoch = state.best_epoch;
             wait = state.wait;
@@ -359,9 +255,11 @@ impl Trainer {
             file.best_epoch = best_epoch;
             file.best_val_loss = state.best_val_loss;
             file.epochs_completed = start_epoch;
-        } else {
-            std::fs::create_dir_all(&paths.dir).map_err(crate::error::io_err(&paths.dir))?;
-            write_json(&config_path, &file)?;
+        }
+        if let Some(g) = group {
+            // Parameters, buffers and Adam's moments from rank 0 before the first step.
+            dist_train::broadcast_variables(g, &vs, None)?;
+            g.broadcast(&mut adam.moments(), 0)?;
         }
 
         let mut stopped_early = wait >= tc.patience && start_epoch > 0;
@@ -370,9 +268,17 @@ impl Trainer {
         while epoch < tc.max_epochs && !stopped_early {
             let t0 = Instant::now();
             let seed = epoch_seed(tc.seed, epoch);
-            tch::manual_seed(seed as i64);
+            // Each rank its own dropout draws (libtorch's generator and the fused keys).
+            let rank_seed = |s: u64| match group {
+                Some(_) => epoch_seed(s, (1 << 32) + rank),
+                None => s,
+            };
+            tch::manual_seed(rank_seed(seed) as i64);
             let mut order: Vec<usize> = (0..train.len()).collect();
             order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+            if group.is_some() {
+                order = dist_train::distributed_indices(&order, rank, world);
+            }
             let n_batches = order.len().div_ceil(tc.batch_size);
             let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0usize);
             for_each_batch(train, &order, tc.batch_size, |i, batch| {
@@ -380,8 +286,11 @@ impl Trainer {
                 let xs = batch_tensor(&batch.data, n, n_mels, frames, device)?;
                 let ys = Tensor::f_from_slice(&batch.labels)?.f_to_device(device)?;
                 // Dropout masks of the fused CPU kernels: a function of (seed, epoch, batch).
-                let key = epoch_seed(seed, i);
-                let step = train_step(&model, &mut adam, &xs, &ys, key)?;
+                let key = rank_seed(epoch_seed(seed, i));
+                let step = match group {
+                    Some(g) => train_step_distributed(&model, &mut adam, &xs, &ys, key, g)?,
+                    None => train_step(&model, &mut adam, &xs, &ys, key)?,
+                };
                 let l = step.loss;
                 if !l.is_finite() {
                     return Err(Error::Diverged {
@@ -402,7 +311,22 @@ impl Trainer {
                 observer.batch(epoch + 1, i + 1, n_batches);
                 Ok(())
             })?;
-            let (val_loss, val_acc) = evaluate(&model, val, tc.eval_batch_size, device)?;
+            let (val_loss, val_acc) = match group {
+                None => evaluate(&model, val, tc.eval_batch_size, device)?,
+                Some(g) => {
+                    // BatchNorm moving averages from rank 0 (DDP's broadcast_buffers), then
+                    // each rank validates its share and the sums are added up.
+                    dist_train::broadcast_variables(g, &vs, Some(false))?;
+                    let mine: Vec<usize> = (rank..val.len()).step_by(world).collect();
+                    let (l, c) =
+                        evaluate_sums(&model, val, &mine, tc.eval_batch_size, device)?;
+                    let mut sums = [l, c as f64, loss_sum, correct as f64, seen as f64];
+                    dist_train::all_reduce_f64(g, &mut sums)?;
+                    let n = val.len() as f64;
+                    (loss_sum, correct, seen) = (sums[2], sums[3] as i64, sums[4] as usize);
+                    (sums[0] / n, sums[1] / n)
+                }
+            };
             if !val_loss.is_finite() {
                 return Err(Error::Diverged {
                     epoch: epoch + 1,
@@ -425,39 +349,53 @@ impl Trainer {
                 best_val_loss = val_loss;
                 best_epoch = epoch;
                 wait = 0;
-                save_tensors(&dir.join(WEIGHTS_FILE), &named_variables(&vs))?;
+                if main {
+                    save_tensors(&dir.join(WEIGHTS_FILE), &named_variables(&vs))?;
+                }
             } else {
                 wait += 1;
             }
             stopped_early = wait >= tc.patience;
             history.push(record);
-            // Checkpoint: slot, then history, then the commit point, then config.json.
-            let slot = epoch % 2;
-            save_tensors(&paths.weights(slot), &named_variables(&vs))?;
-            save_tensors(&paths.adam(slot), &adam.state())?;
-            write_history(&dir.join(HISTORY_FILE), &history)?;
-            let state = ResumeState {
-                epoch,
-                slot,
-                adam_step: adam.steps(),
-                best_val_loss: Some(best_val_loss),
-                best_epoch,
-                wait,
-            };
-            write_json(&paths.state, &state)?;
-            file.epochs_completed = epoch;
-            file.best_epoch = best_epoch;
-            file.best_val_loss = Some(best_val_loss);
-            write_json(&config_path, &file)?;
-            if observer.epoch(&record, improved) == Control::Interrupt {
+            if main {
+                // Checkpoint: slot, then history, then the commit point, then config.json.
+                let slot = epoch % 2;
+                save_tensors(&paths.weights(slot), &named_variables(&vs))?;
+                save_tensors(&paths.adam(slot), &adam.state())?;
+                write_history(&dir.join(HISTORY_FILE), &history)?;
+                let state = ResumeState {
+                    epoch,
+                    slot,
+                    adam_step: adam.steps(),
+                    best_val_loss: Some(best_val_loss),
+                    best_epoch,
+                    wait,
+                };
+                write_json(&paths.state, &state)?;
+                file.epochs_completed = epoch;
+                file.best_epoch = best_epoch;
+                file.best_val_loss = Some(best_val_loss);
+                write_json(&config_path, &file)?;
+            }
+            let mut stop = observer.epoch(&record, improved) == Control::Interrupt;
+            if let Some(g) = group {
+                // Also the barrier after rank 0's checkpoint: all stop if any rank is told to.
+                let mut flag = [f64::from(u8::from(stop))];
+                dist_train::all_reduce_f64(g, &mut flag)?;
+                stop = flag[0] > 0.0;
+            }
+            if stop {
                 interrupted = true;
                 break;
             }
         }
-        if !interrupted {
+        if !interrupted && main {
             file.status = RunStatus::Finished;
             write_json(&config_path, &file)?;
             let _ = std::fs::remove_dir_all(&paths.dir);
+        }
+        if let Some(g) = group {
+            g.barrier()?;
         }
         Ok(TrainOutcome {
             history,
@@ -476,6 +414,20 @@ pub fn evaluate(
     batch_size: usize,
     device: Device,
 ) -> Result<(f64, f64)> {
+    let order: Vec<usize> = (0..source.len()).collect();
+    let (loss_sum, correct) = evaluate_sums(model, source, &order, batch_size, device)?;
+    let n = source.len() as f64;
+    Ok((loss_sum / n, correct as f64 / n))
+}
+
+/// Summed Keras CCE loss and count of correct argmaxes over the slices `order` of `source`.
+fn evaluate_sums(
+    model: &Crnn2d,
+    source: &dyn SliceSource,
+    order: &[usize],
+    batch_size: usize,
+    device: Device,
+) -> Result<(f64, i64)> {
     let c = model.config();
     check_source(
         "evaluation data",
@@ -484,10 +436,9 @@ pub fn evaluate(
         c.slice_frames,
         Some(c.n_classes),
     )?;
-    let order: Vec<usize> = (0..source.len()).collect();
     let (mut loss_sum, mut correct) = (0f64, 0i64);
     tch::no_grad(|| {
-        for_each_batch(source, &order, batch_size, |_, batch| {
+        for_each_batch(source, order, batch_size, |_, batch| {
             let n = batch.labels.len();
             let xs = batch_tensor(&batch.data, n, c.n_mels, c.slice_frames, device)?;
             let ys = Tensor::f_from_slice(&batch.labels)?.f_to_device(device)?;
@@ -503,6 +454,5 @@ pub fn evaluate(
             Ok(())
         })
     })?;
-    let n = source.len() as f64;
-    Ok((loss_sum / n, correct as f64 / n))
+    Ok((loss_sum, correct))
 }

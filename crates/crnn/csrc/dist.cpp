@@ -1,0 +1,140 @@
+// c10d collectives for data-parallel training: a store (TCPStore or FileStore) and a
+// ProcessGroupGloo, with all-reduce (sum), broadcast and barrier on CPU tensors. Everything
+// called here is out of line in libtorch_cpu.so (constructors, virtual collectives, the
+// device helpers), so nothing of gloo is compiled into this object: the gloo headers in
+// gloo-headers/ are needed only because ProcessGroupGloo.hpp includes them
+// (see gloo-headers/PROVENANCE.md for which gloo they are and why they match the wheel's).
+//
+// The group is an opaque heap object owned by the Rust side (crnn_pg_free). Errors never
+// unwind into Rust: they are caught and copied into `error`, as in shim.cpp.
+#include <torch/csrc/distributed/c10d/FileStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+void report(const std::string &message, char *error, size_t error_len) {
+  if (error_len > 0) {
+    std::strncpy(error, message.c_str(), error_len - 1);
+    error[error_len - 1] = '\0';
+  }
+}
+
+struct Group {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+  std::chrono::milliseconds timeout;
+};
+
+// Runs `body`, turning a C++ exception into 1 plus the message.
+template <typename F> int guarded(char *error, size_t error_len, F &&body) {
+  try {
+    body();
+    return 0;
+  } catch (const std::exception &e) {
+    report(e.what(), error, error_len);
+    return 1;
+  } catch (...) {
+    report("unknown C++ exception", error, error_len);
+    return 1;
+  }
+}
+
+void wait(const c10::intrusive_ptr<c10d::Work> &work, std::chrono::milliseconds timeout) {
+  if (!work->wait(timeout)) {
+    throw std::runtime_error("collective did not complete within the timeout");
+  }
+}
+}  // namespace
+
+// Creates the store and the Gloo group.
+// - store_kind 0: TCPStore at host:port; `is_server` makes this process host it (rank 0
+//   unless the launcher's agent hosts it), `world` ranks are expected.
+// - store_kind 1: FileStore at `file_path` (host and port unused).
+// - `gloo_host`: the address Gloo binds to ("" = resolve this machine's hostname, as
+//   torch.distributed does without GLOO_SOCKET_IFNAME); `gloo_iface`: a network interface
+//   name instead (takes precedence when not empty).
+// `timeout_ms` bounds the rendezvous and every collective.
+extern "C" int crnn_pg_new(int store_kind, const char *host, int port, int is_server,
+                           const char *file_path, int rank, int world, int64_t timeout_ms,
+                           const char *gloo_host, const char *gloo_iface, void **out,
+                           char *error, size_t error_len) {
+  *out = nullptr;
+  return guarded(error, error_len, [&] {
+    auto timeout = std::chrono::milliseconds(timeout_ms);
+    c10::intrusive_ptr<c10d::Store> base;
+    if (store_kind == 0) {
+      c10d::TCPStoreOptions opts;
+      opts.port = static_cast<std::uint16_t>(port);
+      opts.isServer = is_server != 0;
+      opts.numWorkers = static_cast<std::size_t>(world);
+      opts.waitWorkers = true;
+      opts.timeout = timeout;
+      opts.multiTenant = true;
+      base = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
+    } else {
+      base = c10::make_intrusive<c10d::FileStore>(std::string(file_path), world);
+      base->setTimeout(timeout);
+    }
+    // Keys of this group under one prefix, apart from anything else in the store (torchrun's
+    // agent keeps its own keys there).
+    auto store = c10::make_intrusive<c10d::PrefixStore>("artist-crnn/pg", base);
+    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+    const std::string iface(gloo_iface), hostname(gloo_host);
+    if (!iface.empty()) {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(iface));
+    } else if (!hostname.empty()) {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(hostname));
+    } else {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    }
+    // One worker thread: the trainer issues one collective at a time.
+    options->threads = 1;
+    auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, options);
+    *out = new Group{base, gloo, timeout};
+  });
+}
+
+extern "C" void crnn_pg_free(void *group) { delete static_cast<Group *>(group); }
+
+// Sums `tensor` (contiguous, CPU) in place across all ranks.
+extern "C" int crnn_pg_all_reduce_sum(void *group, at::Tensor *tensor, char *error,
+                                      size_t error_len) {
+  return guarded(error, error_len, [&] {
+    auto *g = static_cast<Group *>(group);
+    std::vector<at::Tensor> tensors{*tensor};
+    c10d::AllreduceOptions opts;
+    opts.reduceOp = c10d::ReduceOp::SUM;
+    opts.timeout = g->timeout;
+    wait(g->gloo->allreduce(tensors, opts), g->timeout);
+  });
+}
+
+// Overwrites `tensor` (contiguous, CPU) on every rank with root's.
+extern "C" int crnn_pg_broadcast(void *group, at::Tensor *tensor, int root, char *error,
+                                 size_t error_len) {
+  return guarded(error, error_len, [&] {
+    auto *g = static_cast<Group *>(group);
+    std::vector<at::Tensor> tensors{*tensor};
+    c10d::BroadcastOptions opts;
+    opts.rootRank = root;
+    opts.timeout = g->timeout;
+    wait(g->gloo->broadcast(tensors, opts), g->timeout);
+  });
+}
+
+extern "C" int crnn_pg_barrier(void *group, char *error, size_t error_len) {
+  return guarded(error, error_len, [&] {
+    auto *g = static_cast<Group *>(group);
+    c10d::BarrierOptions opts;
+    opts.timeout = g->timeout;
+    wait(g->gloo->barrier(opts), g->timeout);
+  });
+}

@@ -1,0 +1,450 @@
+//! [`ProcessGroup`]: c10d's ProcessGroupGloo (the collectives `torch.distributed` uses on
+//! CPU), through the C++ shim, for data-parallel training.
+
+use std::ffi::{CString, c_char, c_int, c_void};
+use std::path::PathBuf;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use tch::{Device, Kind, Tensor};
+use torch_sys::C_tensor;
+
+use crate::backend::c_message;
+use crate::launch::Launch;
+use crate::{Error, Result};
+
+unsafe extern "C" {
+    fn crnn_pg_new(
+        store_kind: c_int,
+        host: *const c_char,
+        port: c_int,
+        is_server: c_int,
+        file_path: *const c_char,
+        rank: c_int,
+        world: c_int,
+        timeout_ms: i64,
+        gloo_host: *const c_char,
+        gloo_iface: *const c_char,
+        out: *mut *mut c_void,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> c_int;
+    fn crnn_pg_free(group: *mut c_void);
+    fn crnn_pg_all_reduce_sum(
+        group: *mut c_void,
+        tensor: *const C_tensor,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> c_int;
+    fn crnn_pg_broadcast(
+        group: *mut c_void,
+        tensor: *const C_tensor,
+        root: c_int,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> c_int;
+    fn crnn_pg_barrier(group: *mut c_void, error: *mut c_char, error_len: usize) -> c_int;
+}
+
+/// How long a rendezvous or a collective may wait for the other ranks before it fails:
+/// 30 minutes, as `torch.distributed`'s default for Gloo.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Where the ranks find each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rendezvous {
+    /// A c10d `TCPStore` at `addr:port` (`MASTER_ADDR`, `MASTER_PORT`). Rank 0 hosts it,
+    /// unless `agent_store` says the launcher's agent already does (torchrun sets
+    /// `TORCHELASTIC_USE_AGENT_STORE=True`); then every rank is a client.
+    Tcp {
+        /// Host name or address of the store.
+        addr: String,
+        /// Its port.
+        port: u16,
+        /// The launcher hosts the store.
+        agent_store: bool,
+    },
+    /// A c10d `FileStore`: one file on a file system every rank sees (tests, or clusters
+    /// without a usable network for the store). Use a fresh path per run.
+    File {
+        /// The store's file.
+        path: PathBuf,
+    },
+}
+
+/// Which network address Gloo binds to for its connections.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum GlooDevice {
+    /// This machine's host name resolved, falling back to loopback (as `torch.distributed`
+    /// without `GLOO_SOCKET_IFNAME`).
+    #[default]
+    Default,
+    /// This host name or address (`127.0.0.1` for single-machine tests).
+    Hostname(String),
+    /// The address of this network interface (`GLOO_SOCKET_IFNAME`, e.g. `eth0`).
+    Interface(String),
+}
+
+/// What [`ProcessGroup::new`] needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupParams {
+    /// This process's rank, `0..world_size`.
+    pub rank: usize,
+    /// Number of processes.
+    pub world_size: usize,
+    /// Where the ranks meet.
+    pub rendezvous: Rendezvous,
+    /// Bound on the rendezvous and on every collective.
+    ///
+    /// Default: [`DEFAULT_TIMEOUT`] (30 min).
+    pub timeout: Duration,
+    /// Gloo's address.
+    ///
+    /// Default: [`GlooDevice::Default`].
+    pub gloo: GlooDevice,
+}
+
+impl GroupParams {
+    /// Rank, size and rendezvous; the rest at the defaults.
+    pub fn new(rank: usize, world_size: usize, rendezvous: Rendezvous) -> Self {
+        Self {
+            rank,
+            world_size,
+            rendezvous,
+            timeout: DEFAULT_TIMEOUT,
+            gloo: GlooDevice::Default,
+        }
+    }
+
+    /// What a launcher's environment says ([`Launch`]): its ranks, a TCPStore at
+    /// `MASTER_ADDR:MASTER_PORT`, and `GLOO_SOCKET_IFNAME` (its first name) when set.
+    pub fn from_launch(launch: &Launch) -> Self {
+        Self {
+            rank: launch.rank,
+            world_size: launch.world_size,
+            rendezvous: Rendezvous::Tcp {
+                addr: launch.master_addr.clone(),
+                port: launch.master_port,
+                agent_store: launch.agent_store,
+            },
+            timeout: DEFAULT_TIMEOUT,
+            gloo: match &launch.gloo_socket_ifname {
+                Some(name) => GlooDevice::Interface(name.clone()),
+                None => GlooDevice::Default,
+            },
+        }
+    }
+
+    /// Sets [`timeout`](Self::timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`gloo`](Self::gloo).
+    pub fn gloo(mut self, gloo: GlooDevice) -> Self {
+        self.gloo = gloo;
+        self
+    }
+}
+
+/// A c10d process group (ProcessGroupGloo, the backend `torch.distributed` uses on CPU):
+/// `world_size` processes that all-reduce, broadcast and wait for each other. Every rank must
+/// make the same calls in the same order, with tensors of the same shapes and kinds.
+///
+/// Tensors on a CUDA device are staged through host memory (Gloo on the CPU; NCCL is not
+/// bound). Every call is bounded by the group's timeout: a rank that never arrives, or dies,
+/// makes the others fail with [`Error::Distributed`] instead of hanging.
+pub struct ProcessGroup {
+    raw: NonNull<c_void>,
+    rank: usize,
+    world_size: usize,
+    timeout: Duration,
+}
+
+// SAFETY: the c10d group may be used from any one thread at a time (ProcessGroupGloo queues
+// work under its own locks); `ProcessGroup` is not `Sync`, so calls never overlap.
+unsafe impl Send for ProcessGroup {}
+
+impl std::fmt::Debug for ProcessGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessGroup")
+            .field("rank", &self.rank)
+            .field("world_size", &self.world_size)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from crnn_pg_new and is freed exactly once, here.
+        unsafe { crnn_pg_free(self.raw.as_ptr()) }
+    }
+}
+
+fn c_string(field: &'static str, value: &str) -> Result<CString> {
+    CString::new(value).map_err(|_| Error::InvalidConfig {
+        field,
+        rule: format!("{value:?} contains a NUL byte"),
+    })
+}
+
+impl ProcessGroup {
+    /// Joins the group: creates (rank 0) or connects to the store, then connects Gloo to
+    /// every other rank. Returns when all `world_size` ranks have joined, or fails after the
+    /// timeout naming what it waited for.
+    pub fn new(params: &GroupParams) -> Result<Self> {
+        let GroupParams {
+            rank,
+            world_size,
+            rendezvous,
+            timeout,
+            gloo,
+        } = params;
+        let (rank, world_size) = (*rank, *world_size);
+        if world_size == 0 || rank >= world_size {
+            return Err(Error::InvalidConfig {
+                field: "rank",
+                rule: format!("rank {rank} must be below world_size {world_size} (and world_size at least 1)"),
+            });
+        }
+        if world_size > i32::MAX as usize {
+            return Err(Error::InvalidConfig {
+                field: "world_size",
+                rule: format!("{world_size} ranks is more than c10d takes"),
+            });
+        }
+        let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX).max(1);
+        let (kind, host, port, is_server, file) = match rendezvous {
+            Rendezvous::Tcp {
+                addr,
+                port,
+                agent_store,
+            } => (
+                0,
+                c_string("rendezvous address", addr)?,
+                i32::from(*port),
+                i32::from(rank == 0 && !agent_store),
+                CString::default(),
+            ),
+            Rendezvous::File { path } => (
+                1,
+                CString::default(),
+                0,
+                0,
+                c_string("rendezvous file", &path.to_string_lossy())?,
+            ),
+        };
+        let (gloo_host, gloo_iface) = match gloo {
+            GlooDevice::Default => (CString::default(), CString::default()),
+            GlooDevice::Hostname(h) => (c_string("gloo hostname", h)?, CString::default()),
+            GlooDevice::Interface(i) => (CString::default(), c_string("gloo interface", i)?),
+        };
+        let mut out: *mut c_void = std::ptr::null_mut();
+        let mut error = vec![0 as c_char; 2048];
+        // SAFETY: every string is a live NUL-terminated CString for the call; the shim writes
+        // an owned group pointer (or null) into `out` and a message into `error`.
+        let rc = unsafe {
+            crnn_pg_new(
+                kind,
+                host.as_ptr(),
+                port,
+                is_server,
+                file.as_ptr(),
+                rank as c_int,
+                world_size as c_int,
+                timeout_ms,
+                gloo_host.as_ptr(),
+                gloo_iface.as_ptr(),
+                &mut out,
+                error.as_mut_ptr(),
+                error.len(),
+            )
+        };
+        let where_ = match rendezvous {
+            Rendezvous::Tcp { addr, port, .. } => format!("TCPStore {addr}:{port}"),
+            Rendezvous::File { path } => format!("FileStore {}", path.display()),
+        };
+        match NonNull::new(out) {
+            Some(raw) if rc == 0 => Ok(Self {
+                raw,
+                rank,
+                world_size,
+                timeout: *timeout,
+            }),
+            _ => Err(Error::Distributed {
+                rank,
+                world_size,
+                op: "joining the process group",
+                message: format!(
+                    "{} (rendezvous at {where_}, timeout {:.0?}: were all {world_size} ranks started, with the same address and port?)",
+                    c_message(&error),
+                    timeout
+                ),
+            }),
+        }
+    }
+
+    /// This process's rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Number of processes in the group.
+    pub fn world_size(&self) -> usize {
+        self.world_size
+    }
+
+    /// Whether this is rank 0, the one that writes files.
+    pub fn is_main(&self) -> bool {
+        self.rank == 0
+    }
+
+    /// The bound on every call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn failed(&self, op: &'static str, error: &[c_char]) -> Error {
+        Error::Distributed {
+            rank: self.rank,
+            world_size: self.world_size,
+            op,
+            message: format!(
+                "{} (timeout {:.0?}; another rank may have failed or stopped: see its log)",
+                c_message(error),
+                self.timeout
+            ),
+        }
+    }
+
+    /// Sums a contiguous CPU tensor in place across the group.
+    fn raw_all_reduce_sum(&self, flat: &Tensor) -> Result<()> {
+        let mut error = vec![0 as c_char; 2048];
+        // SAFETY: `raw` is live; `flat` is a live tensor borrowed for the call.
+        let rc = unsafe {
+            crnn_pg_all_reduce_sum(
+                self.raw.as_ptr(),
+                flat.as_ptr(),
+                error.as_mut_ptr(),
+                error.len(),
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(self.failed("all_reduce", &error))
+        }
+    }
+
+    fn raw_broadcast(&self, flat: &Tensor, root: usize) -> Result<()> {
+        let mut error = vec![0 as c_char; 2048];
+        // SAFETY: as in raw_all_reduce_sum.
+        let rc = unsafe {
+            crnn_pg_broadcast(
+                self.raw.as_ptr(),
+                flat.as_ptr(),
+                root as c_int,
+                error.as_mut_ptr(),
+                error.len(),
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(self.failed("broadcast", &error))
+        }
+    }
+
+    fn check_root(&self, root: usize) -> Result<()> {
+        if root >= self.world_size {
+            return Err(Error::InvalidConfig {
+                field: "root",
+                rule: format!("rank {root} is not in a group of {}", self.world_size),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs `op` on one flat CPU buffer holding all `tensors` (one call however many
+    /// tensors), then writes the result back into each tensor in place. Tensors of one
+    /// floating kind each; any device (non-CPU ones are staged through host memory).
+    fn on_flat(&self, tensors: &mut [Tensor], op: impl FnOnce(&Tensor) -> Result<()>) -> Result<()> {
+        if tensors.is_empty() {
+            return op(&Tensor::zeros([0], (Kind::Float, Device::Cpu)));
+        }
+        let kind = tensors[0].f_kind()?;
+        if let Some(t) = tensors.iter().find(|t| t.kind() != kind) {
+            return Err(Error::InvalidConfig {
+                field: "tensors",
+                rule: format!("one kind per call: {kind:?} and {:?}", t.kind()),
+            });
+        }
+        tch::no_grad(|| -> Result<()> {
+            let pieces: Vec<Tensor> = tensors
+                .iter()
+                .map(|t| t.f_reshape([-1])?.f_to_device(Device::Cpu))
+                .collect::<std::result::Result<_, _>>()?;
+            let flat = Tensor::f_cat(&pieces, 0)?.f_contiguous()?;
+            op(&flat)?;
+            let mut offset = 0i64;
+            for t in tensors.iter_mut() {
+                let n = t.numel() as i64;
+                let part = flat.f_narrow(0, offset, n)?.f_view_as(t)?;
+                t.f_copy_(&part)?;
+                offset += n;
+            }
+            Ok(())
+        })
+    }
+
+    /// Sums `tensors` element-wise across the group, in place (one collective call).
+    pub fn all_reduce_sum(&self, tensors: &mut [Tensor]) -> Result<()> {
+        self.on_flat(tensors, |flat| self.raw_all_reduce_sum(flat))
+    }
+
+    /// Averages `tensors` element-wise across the group, in place: a sum (one collective
+    /// call; Gloo has no average) divided by the world size.
+    pub fn all_reduce_mean(&self, tensors: &mut [Tensor]) -> Result<()> {
+        let n = self.world_size as f64;
+        self.on_flat(tensors, |flat| {
+            self.raw_all_reduce_sum(flat)?;
+            let _ = flat.shallow_clone().f_div_scalar_(n)?;
+            Ok(())
+        })
+    }
+
+    /// Overwrites `tensors` on every rank with rank `root`'s, in place (one call).
+    pub fn broadcast(&self, tensors: &mut [Tensor], root: usize) -> Result<()> {
+        self.check_root(root)?;
+        self.on_flat(tensors, |flat| self.raw_broadcast(flat, root))
+    }
+
+    /// Sends `root`'s bytes to every rank (`bytes` is replaced on the others; its length
+    /// need not be known there).
+    pub fn broadcast_bytes(&self, bytes: &mut Vec<u8>, root: usize) -> Result<()> {
+        self.check_root(root)?;
+        let len = Tensor::from_slice(&[bytes.len() as i64]);
+        self.raw_broadcast(&len, root)?;
+        let n = len.f_int64_value(&[0])?.max(0) as usize;
+        bytes.resize(n, 0);
+        let buffer = Tensor::f_from_slice(bytes.as_slice())?;
+        self.raw_broadcast(&buffer, root)?;
+        bytes.clear();
+        bytes.extend(Vec::<u8>::try_from(&buffer)?);
+        Ok(())
+    }
+
+    /// Returns when every rank has called it.
+    pub fn barrier(&self) -> Result<()> {
+        let mut error = vec![0 as c_char; 2048];
+        // SAFETY: `raw` is live; `error` is a writable buffer of the length given.
+        let rc = unsafe { crnn_pg_barrier(self.raw.as_ptr(), error.as_mut_ptr(), error.len()) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(self.failed("barrier", &error))
+        }
+    }
+}

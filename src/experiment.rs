@@ -237,6 +237,9 @@ pub struct RunSpec<'a> {
     pub resume: bool,
     /// Run directory.
     pub dir: PathBuf,
+    /// Data-parallel training across this group (launched by torchrun or srun): every rank
+    /// trains, rank 0 alone evaluates and writes.
+    pub group: Option<&'a crnn::ProcessGroup>,
 }
 
 /// Epoch progress for one run: a bar on a terminal; when stderr is not one (a log file), a
@@ -308,11 +311,24 @@ impl TrainObserver for Progress {
 
 /// Trains (or resumes) and evaluates one run, writing `report.json`, `model/` and the PNGs
 /// into `spec.dir`. A run whose `report.json` exists is read back, not redone.
-pub fn run_one(spec: &RunSpec<'_>) -> Result<RunReport> {
+///
+/// With a [`group`](RunSpec::group), every rank calls it: rank 0 decides whether the run is
+/// done (and tells the others), all ranks train, and rank 0 alone evaluates, draws and
+/// writes the report; the others return `None`.
+pub fn run_one(spec: &RunSpec<'_>) -> Result<Option<RunReport>> {
     let report_path = spec.dir.join("report.json");
-    if report_path.exists() {
-        let text = std::fs::read_to_string(&report_path)?;
-        return serde_json::from_str(&text).with_context(|| {
+    let main = spec.group.is_none_or(|g| g.is_main());
+    // Rank 0 reads the report (if any) and sends it: no rank needs to see rank 0's disk.
+    let mut text = if main && report_path.exists() {
+        std::fs::read(&report_path)?
+    } else {
+        Vec::new()
+    };
+    if let Some(g) = spec.group {
+        g.broadcast_bytes(&mut text, 0)?;
+    }
+    if !text.is_empty() {
+        return serde_json::from_slice(&text).map(Some).with_context(|| {
             format!(
                 "{}: unreadable; delete it to redo the run",
                 report_path.display()
@@ -370,7 +386,9 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<RunReport> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut progress = Progress::new(bar, label.clone(), spec.train.batch_size);
+    // Slices per second of the whole group: every rank takes a batch per step.
+    let global_batch = spec.train.batch_size * spec.group.map_or(1, |g| g.world_size());
+    let mut progress = Progress::new(bar, label.clone(), global_batch);
     let existing = if spec.resume {
         ExistingRun::Resume
     } else {
@@ -378,29 +396,51 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<RunReport> {
     };
     let trainer = Trainer::new(spec.train.clone());
     let train_t0 = Instant::now();
+    let comm_t0 = spec.group.map(|g| g.stats());
     let params = crnn::FitParams::new(&model_config, &split.classes, &train, &val, &model_dir)
         .device(spec.device)
         .existing(existing)
         .metadata(serde_json::to_value(&metadata)?)
         .backend(spec.backend);
-    let outcome = match trainer.fit(params, &mut progress) {
-        Ok(o) => o,
+    let params = match spec.group {
+        Some(g) => params.group(g),
+        None => params,
+    };
+    // One rank's progress is everyone's (the steps are in lockstep): only rank 0 shows it.
+    let mut silent = crnn::Silent;
+    let observer: &mut dyn TrainObserver = if main { &mut progress } else { &mut silent };
+    let outcome = match trainer.fit(params, observer) {
+        Err(crnn::Error::AlreadyTrained { .. }) if !main => None,
         Err(crnn::Error::AlreadyTrained { .. }) => {
             // Trained before, killed before its report: evaluate the saved model.
             let history = crnn::read_history(&model_dir)?;
             let file = TrainedModel::load(&model_dir, spec.device)?.file;
-            crnn::TrainOutcome {
+            Some(crnn::TrainOutcome {
                 history,
                 best_epoch: file.best_epoch,
                 best_val_loss: file.best_val_loss.unwrap_or(f64::NAN),
                 stopped_early: false,
                 interrupted: false,
-            }
+            })
         }
         Err(e) => return Err(e.into()),
+        Ok(o) => Some(o),
     };
     progress.bar.finish_and_clear();
     let train_seconds = train_t0.elapsed().as_secs_f64();
+    let comm = spec.group.zip(comm_t0).map(|(g, t0)| g.stats().since(&t0));
+    if let (Some(c), true) = (comm, main) {
+        eprintln!(
+            "{label} training: {train_seconds:.1} s, of which {:.1} s ({:.1} %) in {} collective calls ({:.1} MB sent by this rank)",
+            c.seconds,
+            100.0 * c.seconds / train_seconds.max(1e-9),
+            c.calls,
+            c.bytes as f64 / 1e6
+        );
+    }
+    let Some(outcome) = outcome.filter(|_| main) else {
+        return Ok(None);
+    };
 
     let mut model = TrainedModel::load(&model_dir, spec.device)?;
     model.model.set_backend(spec.backend)?;
@@ -499,6 +539,8 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<RunReport> {
             "stopped_early": outcome.stopped_early,
             "seconds": train_seconds,
             "device": format!("{:?}", spec.device),
+            "ranks": spec.group.map_or(1, |g| g.world_size()),
+            "communication_seconds": comm.map(|c| c.seconds),
             "config": spec.train,
         }),
         slice_level,
@@ -509,7 +551,7 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<RunReport> {
     crate::cli::write_atomic(&report_path, |tmp| {
         Ok(std::fs::write(tmp, serde_json::to_string_pretty(&report)?)?)
     })?;
-    Ok(report)
+    Ok(Some(report))
 }
 
 fn song_key_of(corpus: &Corpus, track: usize, key: SongKey) -> String {

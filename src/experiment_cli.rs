@@ -94,7 +94,8 @@ pub struct Args {
     /// cpu, cuda or cuda:N. Default: CUDA when available, else CPU.
     #[arg(long)]
     pub device: Option<String>,
-    /// CPU threads for libtorch. Default: all cores.
+    /// CPU threads for libtorch. Default: all cores, shared out among the ranks on this
+    /// machine when launched by torchrun or srun.
     #[arg(long)]
     pub threads: Option<usize>,
     /// Slicing rule.
@@ -112,6 +113,11 @@ pub struct Args {
     /// Continue interrupted runs instead of refusing to touch them.
     #[arg(long)]
     pub resume: bool,
+    /// Data-parallel training (launched by torchrun or srun): how long a rank waits for the
+    /// others at any one point (joining, each collective, rank 0 building the feature
+    /// store) before it fails, in seconds.
+    #[arg(long, default_value_t = 1800)]
+    pub dist_timeout: u64,
     /// Skip the t-SNE at the end.
     #[arg(long)]
     pub no_tsne: bool,
@@ -153,7 +159,47 @@ pub fn run(mut args: Args) -> Result<Outcome> {
     if args.slice_frames.is_empty() || args.seeds.is_empty() {
         bail!("--slice-frames and --seeds need at least one value");
     }
-    let device = choose_device(args.device.as_deref())?;
+    let launch = crnn::Launch::from_env()?;
+    let group = match &launch {
+        Some(l) if l.world_size > 1 => {
+            eprintln!(
+                "distributed: rank {} of {} (local {} of {}), launched by {}, store at {}:{}{}",
+                l.rank,
+                l.world_size,
+                l.local_rank,
+                l.local_world_size,
+                l.launcher,
+                l.master_addr,
+                l.master_port,
+                if l.agent_store { " (the agent's)" } else { "" }
+            );
+            let params = crnn::GroupParams::from_launch(l)
+                .timeout(std::time::Duration::from_secs(args.dist_timeout.max(1)));
+            Some(crnn::ProcessGroup::new(&params)?)
+        }
+        Some(l) => {
+            eprintln!(
+                "distributed: {} started one process: single-process training",
+                l.launcher
+            );
+            None
+        }
+        None => None,
+    };
+    let main = group.as_ref().is_none_or(|g| g.is_main());
+    let mut device = choose_device(args.device.as_deref())?;
+    if let (tch::Device::Cuda(_), Some(l), Some(_)) = (device, &launch, &group) {
+        // One GPU per local rank, as torchrun users expect.
+        if l.local_rank as i64 >= tch::Cuda::device_count() {
+            bail!(
+                "local rank {} needs CUDA device {} but {} are visible",
+                l.local_rank,
+                l.local_rank,
+                tch::Cuda::device_count()
+            );
+        }
+        device = tch::Device::Cuda(l.local_rank);
+    }
     let backend = match (&args.backend, args.libtorch_ops) {
         (Some(_), true) => anyhow::bail!("give --backend or --libtorch-ops, not both"),
         (Some(name), false) => crnn::ConvBackend::from_name(name)?,
@@ -165,14 +211,17 @@ pub fn run(mut args: Args) -> Result<Outcome> {
         "conv backend: {backend} (CPU kernels available: {:?})",
         crnn::crnn_kernels::Isa::available()
     );
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let local_ranks = match (&launch, &group) {
+        (Some(l), Some(_)) => l.local_world_size.max(1),
+        _ => 1,
+    };
+    let threads = args.threads.unwrap_or_else(|| {
+        (std::thread::available_parallelism().map_or(1, |n| n.get()) / local_ranks).max(1)
+    });
     tch::set_num_threads(threads as i32);
     let tier = Tier::parse(&args.tier)?;
     let t_start = Instant::now();
 
-    let corpus = open_corpus(args.data_dir.as_deref(), tier)?;
     let data = args
         .data_dir
         .clone()
@@ -183,7 +232,29 @@ pub fn run(mut args: Args) -> Result<Outcome> {
         .unwrap_or_else(|| default_store_path(&data));
     let feature_config = FeatureConfig::default();
     let t_prep = Instant::now();
-    prepare_store(&corpus, &store, &feature_config, true)?;
+    // Rank 0 alone fetches the corpus and builds or checks the store; the others wait, then
+    // read the corpus and open the store read-only.
+    let mut corpus = None;
+    if main {
+        let c = open_corpus(args.data_dir.as_deref(), tier)?;
+        prepare_store(&c, &store, &feature_config, true)?;
+        corpus = Some(c);
+    }
+    if let Some(g) = &group {
+        if !main {
+            eprintln!(
+                "features: waiting for rank 0 to prepare the corpus and {}",
+                store.display()
+            );
+        }
+        g.barrier().context(
+            "waiting for rank 0's corpus and feature store (prepare them beforehand for big corpora: docs/scale.md)",
+        )?;
+    }
+    let corpus = match corpus {
+        Some(c) => c,
+        None => open_corpus(args.data_dir.as_deref(), tier)?,
+    };
     let (_, features) = load_features(&corpus, &store)?;
     eprintln!(
         "features: loaded in {:.1} s",
@@ -200,8 +271,10 @@ pub fn run(mut args: Args) -> Result<Outcome> {
         SliceModeArg::Paper => SliceMode::Paper,
         SliceModeArg::AllFull => SliceMode::AllFull,
     };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    if main {
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+    }
     let mut runs_done = 0usize;
     let mut splits = Vec::new();
     for kind in &kinds {
@@ -233,9 +306,13 @@ pub fn run(mut args: Args) -> Result<Outcome> {
                     backend,
                     resume: args.resume,
                     dir: dir.clone(),
+                    group: group.as_ref(),
                 };
                 let r = run_one(&spec).with_context(|| format!("run {}", dir.display()))?;
                 runs_done += 1;
+                let Some(r) = r else {
+                    continue;
+                };
                 eprintln!(
                     "run {}: slice F1 {:.3}, song F1 {:.3} (paper vote) / {:.3} (mean probability), {} test songs, {:.0} s",
                     dir.display(),
@@ -250,6 +327,17 @@ pub fn run(mut args: Args) -> Result<Outcome> {
         }
     }
 
+    if !main {
+        // Rank 0 writes the summary and the t-SNE; the others are done.
+        if let Some(g) = &group {
+            g.barrier()?;
+        }
+        return Ok(Outcome {
+            runs: runs_done,
+            reports: Vec::new(),
+            summary_md: String::new(),
+        });
+    }
     let reports = collect_reports(&args.out)?;
     let records: Vec<_> = reports.iter().flat_map(|r| r.trial_records()).collect();
     let summary = eval::Summary::new(&records, feature_config.mel.frames_per_second());
@@ -316,6 +404,9 @@ pub fn run(mut args: Args) -> Result<Outcome> {
         t_start.elapsed().as_secs_f64() / 60.0,
         args.out.join("summary.md").display()
     );
+    if let Some(g) = &group {
+        g.barrier()?;
+    }
     Ok(Outcome {
         runs: runs_done,
         reports,

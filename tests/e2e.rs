@@ -9,7 +9,6 @@ mod common;
 use std::path::Path;
 
 use artist_crnn::experiment_cli::{Args, run};
-use artist20::fetch::Tier;
 use clap::Parser;
 
 fn png_size(path: &Path) -> (u32, u32) {
@@ -27,26 +26,9 @@ fn png_size(path: &Path) -> (u32, u32) {
 #[test]
 fn experiment_on_a_small_subset_writes_every_artefact() {
     crnn::recycle_large_allocations();
-    let corpus = artist_crnn::data::open_corpus(None, Tier::Small)
-        .expect("the small tier (needs apt and network on first use)");
     // Three artists with short tracks: 32 songs, ~80 minutes of music.
-    let keep = ["eric_matyas", "roberto_lorenz", "sean_hawk"];
     let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("subset.tsv");
-    let lines: String = corpus
-        .tracks
-        .iter()
-        .filter(|t| keep.contains(&t.artist.as_str()))
-        .map(|t| {
-            format!(
-                "{}\t{}\t{}\n",
-                std::fs::canonicalize(&t.path).unwrap().display(),
-                t.artist,
-                t.album
-            )
-        })
-        .collect();
-    std::fs::write(&list, lines).unwrap();
+    let list = common::small_subset(dir.path());
     let out = dir.path().join("out");
     let cache = dir.path().join("features.h5");
     let argv = |extra: &[&str]| {

@@ -36,3 +36,27 @@ pub fn mixed_library(root: &Path) -> (Vec<PathBuf>, PathBuf) {
     std::fs::write(&text, "not audio, just text\n".repeat(10)).unwrap();
     (audio, text)
 }
+
+/// A list file of three artists of the real `small` tier (fetched with apt on first use):
+/// 32 songs, ~80 minutes of music, at `dir/subset.tsv`.
+pub fn small_subset(dir: &Path) -> PathBuf {
+    let corpus = artist_crnn::data::open_corpus(None, artist20::fetch::Tier::Small)
+        .expect("the small tier (needs apt and network on first use)");
+    let keep = ["eric_matyas", "roberto_lorenz", "sean_hawk"];
+    let list = dir.join("subset.tsv");
+    let lines: String = corpus
+        .tracks
+        .iter()
+        .filter(|t| keep.contains(&t.artist.as_str()))
+        .map(|t| {
+            format!(
+                "{}\t{}\t{}\n",
+                std::fs::canonicalize(&t.path).unwrap().display(),
+                t.artist,
+                t.album
+            )
+        })
+        .collect();
+    std::fs::write(&list, lines).unwrap();
+    list
+}

@@ -119,7 +119,11 @@ impl KerasAdam {
 
     /// The moments `m` then `v` of every variable (sharing storage), for a broadcast.
     pub(crate) fn moments(&self) -> Vec<Tensor> {
-        self.m.iter().chain(&self.v).map(Tensor::shallow_clone).collect()
+        self.m
+            .iter()
+            .chain(&self.v)
+            .map(Tensor::shallow_clone)
+            .collect()
     }
 
     /// The moments as named tensors (`m.<variable>`, `v.<variable>`), for a checkpoint.

@@ -160,6 +160,30 @@ pub struct ProcessGroup {
     rank: usize,
     world_size: usize,
     timeout: Duration,
+    stats: std::cell::Cell<CommStats>,
+}
+
+/// What a [`ProcessGroup`] has done so far: collective calls, the time spent in them
+/// (waiting for slower ranks included) and the bytes this rank contributed.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CommStats {
+    /// All-reduce, broadcast and barrier calls.
+    pub calls: u64,
+    /// Wall time inside them.
+    pub seconds: f64,
+    /// Payload bytes passed in.
+    pub bytes: u64,
+}
+
+impl CommStats {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &CommStats) -> CommStats {
+        CommStats {
+            calls: self.calls - earlier.calls.min(self.calls),
+            seconds: self.seconds - earlier.seconds,
+            bytes: self.bytes - earlier.bytes.min(self.bytes),
+        }
+    }
 }
 
 // SAFETY: the c10d group may be used from any one thread at a time (ProcessGroupGloo queues
@@ -206,7 +230,9 @@ impl ProcessGroup {
         if world_size == 0 || rank >= world_size {
             return Err(Error::InvalidConfig {
                 field: "rank",
-                rule: format!("rank {rank} must be below world_size {world_size} (and world_size at least 1)"),
+                rule: format!(
+                    "rank {rank} must be below world_size {world_size} (and world_size at least 1)"
+                ),
             });
         }
         if world_size > i32::MAX as usize {
@@ -215,7 +241,9 @@ impl ProcessGroup {
                 rule: format!("{world_size} ranks is more than c10d takes"),
             });
         }
-        let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX).max(1);
+        let timeout_ms = i64::try_from(timeout.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
         let (kind, host, port, is_server, file) = match rendezvous {
             Rendezvous::Tcp {
                 addr,
@@ -272,6 +300,7 @@ impl ProcessGroup {
                 rank,
                 world_size,
                 timeout: *timeout,
+                stats: Default::default(),
             }),
             _ => Err(Error::Distributed {
                 rank,
@@ -306,6 +335,23 @@ impl ProcessGroup {
         self.timeout
     }
 
+    /// Calls, time and bytes so far (see [`CommStats::since`] for an interval).
+    pub fn stats(&self) -> CommStats {
+        self.stats.get()
+    }
+
+    /// Runs one collective, counting it.
+    fn timed(&self, bytes: usize, call: impl FnOnce() -> c_int) -> c_int {
+        let t0 = std::time::Instant::now();
+        let rc = call();
+        let mut s = self.stats.get();
+        s.calls += 1;
+        s.seconds += t0.elapsed().as_secs_f64();
+        s.bytes += bytes as u64;
+        self.stats.set(s);
+        rc
+    }
+
     fn failed(&self, op: &'static str, error: &[c_char]) -> Error {
         Error::Distributed {
             rank: self.rank,
@@ -322,15 +368,16 @@ impl ProcessGroup {
     /// Sums a contiguous CPU tensor in place across the group.
     fn raw_all_reduce_sum(&self, flat: &Tensor) -> Result<()> {
         let mut error = vec![0 as c_char; 2048];
+        let bytes = flat.numel() * flat.kind().elt_size_in_bytes();
         // SAFETY: `raw` is live; `flat` is a live tensor borrowed for the call.
-        let rc = unsafe {
+        let rc = self.timed(bytes, || unsafe {
             crnn_pg_all_reduce_sum(
                 self.raw.as_ptr(),
                 flat.as_ptr(),
                 error.as_mut_ptr(),
                 error.len(),
             )
-        };
+        });
         if rc == 0 {
             Ok(())
         } else {
@@ -340,8 +387,9 @@ impl ProcessGroup {
 
     fn raw_broadcast(&self, flat: &Tensor, root: usize) -> Result<()> {
         let mut error = vec![0 as c_char; 2048];
+        let bytes = flat.numel() * flat.kind().elt_size_in_bytes();
         // SAFETY: as in raw_all_reduce_sum.
-        let rc = unsafe {
+        let rc = self.timed(bytes, || unsafe {
             crnn_pg_broadcast(
                 self.raw.as_ptr(),
                 flat.as_ptr(),
@@ -349,7 +397,7 @@ impl ProcessGroup {
                 error.as_mut_ptr(),
                 error.len(),
             )
-        };
+        });
         if rc == 0 {
             Ok(())
         } else {
@@ -370,7 +418,11 @@ impl ProcessGroup {
     /// Runs `op` on one flat CPU buffer holding all `tensors` (one call however many
     /// tensors), then writes the result back into each tensor in place. Tensors of one
     /// floating kind each; any device (non-CPU ones are staged through host memory).
-    fn on_flat(&self, tensors: &mut [Tensor], op: impl FnOnce(&Tensor) -> Result<()>) -> Result<()> {
+    fn on_flat(
+        &self,
+        tensors: &mut [Tensor],
+        op: impl FnOnce(&Tensor) -> Result<()>,
+    ) -> Result<()> {
         if tensors.is_empty() {
             return op(&Tensor::zeros([0], (Kind::Float, Device::Cpu)));
         }
@@ -440,7 +492,9 @@ impl ProcessGroup {
     pub fn barrier(&self) -> Result<()> {
         let mut error = vec![0 as c_char; 2048];
         // SAFETY: `raw` is live; `error` is a writable buffer of the length given.
-        let rc = unsafe { crnn_pg_barrier(self.raw.as_ptr(), error.as_mut_ptr(), error.len()) };
+        let rc = self.timed(0, || unsafe {
+            crnn_pg_barrier(self.raw.as_ptr(), error.as_mut_ptr(), error.len())
+        });
         if rc == 0 {
             Ok(())
         } else {

@@ -1,6 +1,8 @@
 //! What [`Trainer::fit`](crate::Trainer::fit) adds for data-parallel training over a
 //! [`ProcessGroup`]: the sampler's split, the start shared by rank 0, and the broadcasts.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn};
 
@@ -22,16 +24,33 @@ pub fn distributed_indices(order: &[usize], rank: usize, world: usize) -> Vec<us
         return Vec::new();
     }
     let total = order.len().div_ceil(world) * world;
-    (rank..total).step_by(world).map(|i| order[i % order.len()]).collect()
+    (rank..total)
+        .step_by(world)
+        .map(|i| order[i % order.len()])
+        .collect()
+}
+
+/// What rank 0 tells the others about the model directory.
+#[derive(Serialize, Deserialize)]
+enum Shared {
+    Start(Start),
+    /// [`Error::AlreadyTrained`]: the same error on every rank, so that callers that handle
+    /// it (evaluate the finished model) do so on all ranks.
+    AlreadyTrained,
+    Failed(String),
 }
 
 /// Rank 0's [`Start`] (or its error) on every rank. Rank 0 gets its own result back; the
-/// others get rank 0's start, or an error saying that rank 0 could not start.
-pub(crate) fn share_start(group: &ProcessGroup, local: Result<Start>) -> Result<Start> {
+/// others get rank 0's start, [`Error::AlreadyTrained`] for `dir`, or an error saying that
+/// rank 0 could not start.
+pub(crate) fn share_start(group: &ProcessGroup, dir: &Path, local: Result<Start>) -> Result<Start> {
     let mut bytes = Vec::new();
     if group.is_main() {
-        let shared: std::result::Result<&Start, String> =
-            local.as_ref().map_err(|e| e.to_string());
+        let shared = match &local {
+            Ok(start) => Shared::Start(start.clone()),
+            Err(Error::AlreadyTrained { .. }) => Shared::AlreadyTrained,
+            Err(e) => Shared::Failed(e.to_string()),
+        };
         bytes = serde_json::to_vec(&shared).map_err(|e| Error::Distributed {
             rank: 0,
             world_size: group.world_size(),
@@ -49,9 +68,14 @@ pub(crate) fn share_start(group: &ProcessGroup, local: Result<Start>) -> Result<
         op: "starting the run",
         message,
     };
-    let shared: std::result::Result<Start, String> = serde_json::from_slice(&bytes)
-        .map_err(|e| fail(format!("unreadable start from rank 0: {e}")))?;
-    shared.map_err(|m| fail(format!("rank 0 could not start it: {m}")))
+    match serde_json::from_slice(&bytes) {
+        Ok(Shared::Start(start)) => Ok(start),
+        Ok(Shared::AlreadyTrained) => Err(Error::AlreadyTrained {
+            dir: dir.to_path_buf(),
+        }),
+        Ok(Shared::Failed(m)) => Err(fail(format!("rank 0 could not start it: {m}"))),
+        Err(e) => Err(fail(format!("unreadable start from rank 0: {e}"))),
+    }
 }
 
 /// Overwrites the variables of `vs` with rank 0's, in name order: all of them, or only the

@@ -74,7 +74,9 @@ impl std::fmt::Debug for FitParams<'_> {
             .field("backend", &self.backend)
             .field(
                 "group",
-                &self.group.map(|g| format!("rank {} of {}", g.rank(), g.world_size())),
+                &self
+                    .group
+                    .map(|g| format!("rank {} of {}", g.rank(), g.world_size())),
             )
             .finish()
     }
@@ -169,4 +171,3 @@ impl<'a> FitParams<'a> {
         Ok(())
     }
 }
-

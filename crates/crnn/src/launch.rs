@@ -142,10 +142,18 @@ impl Launch {
             let why = "torchrun's contract sets RANK and WORLD_SIZE together";
             let rank = match rank {
                 Some(r) => r,
-                None => return Err(bad("RANK", format!("is not set, but WORLD_SIZE is ({why})"))),
+                None => {
+                    return Err(bad(
+                        "RANK",
+                        format!("is not set, but WORLD_SIZE is ({why})"),
+                    ));
+                }
             };
             let Some(world_size) = world else {
-                return Err(bad("WORLD_SIZE", format!("is not set, but RANK is ({why})")));
+                return Err(bad(
+                    "WORLD_SIZE",
+                    format!("is not set, but RANK is ({why})"),
+                ));
             };
             let why = "RANK and WORLD_SIZE are (env:// rendezvous needs the store's address)";
             let master_addr = required(get, "MASTER_ADDR", why)?;
@@ -279,7 +287,10 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(l.launcher, Launcher::Torchrun);
-        assert_eq!((l.rank, l.world_size, l.local_rank, l.local_world_size), (3, 4, 1, 2));
+        assert_eq!(
+            (l.rank, l.world_size, l.local_rank, l.local_world_size),
+            (3, 4, 1, 2)
+        );
         assert_eq!((l.master_addr.as_str(), l.master_port), ("node0", 29500));
         assert!(l.agent_store);
         assert_eq!(l.restart_count, 2);
@@ -314,8 +325,14 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(l.launcher, Launcher::Slurm);
-        assert_eq!((l.rank, l.world_size, l.local_rank, l.local_world_size), (5, 8, 1, 4));
-        assert_eq!((l.master_addr.as_str(), l.master_port), ("gpu07", 15000 + 4567));
+        assert_eq!(
+            (l.rank, l.world_size, l.local_rank, l.local_world_size),
+            (5, 8, 1, 4)
+        );
+        assert_eq!(
+            (l.master_addr.as_str(), l.master_port),
+            ("gpu07", 15000 + 4567)
+        );
         let l = read(&[
             ("SLURM_PROCID", "0"),
             ("SLURM_NTASKS", "2"),
@@ -329,7 +346,10 @@ mod tests {
 
     #[test]
     fn node_lists() {
-        assert_eq!(first_slurm_host("node[07-09,12],gpu3").as_deref(), Some("node07"));
+        assert_eq!(
+            first_slurm_host("node[07-09,12],gpu3").as_deref(),
+            Some("node07")
+        );
         assert_eq!(first_slurm_host("n[1-2]-ib").as_deref(), Some("n1-ib"));
         assert_eq!(first_slurm_host("a1,b2").as_deref(), Some("a1"));
         assert_eq!(first_slurm_host("single").as_deref(), Some("single"));
@@ -342,7 +362,10 @@ mod tests {
         let e = read(&[("RANK", "0"), ("WORLD_SIZE", "2")]).unwrap_err();
         assert!(e.to_string().contains("MASTER_ADDR"), "{e}");
         let e = read(&[("RANK", "x"), ("WORLD_SIZE", "2")]).unwrap_err();
-        assert!(e.to_string().contains("RANK") && e.to_string().contains("\"x\""), "{e}");
+        assert!(
+            e.to_string().contains("RANK") && e.to_string().contains("\"x\""),
+            "{e}"
+        );
         let e = read(&[("WORLD_SIZE", "2")]).unwrap_err();
         assert!(e.to_string().starts_with("RANK"), "{e}");
         let e = read(&[

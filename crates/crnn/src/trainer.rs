@@ -15,8 +15,8 @@ use crate::checkpoint::{
 };
 use crate::data::{SliceSource, batch_tensor, check_source, for_each_batch};
 use crate::dist_train::{self, Start};
-use crate::model::keras_categorical_crossentropy;
 pub use crate::fit_params::FitParams;
+use crate::model::keras_categorical_crossentropy;
 use crate::{Crnn2d, Error, Result, TrainConfig, train_step, train_step_distributed};
 
 /// What an observer tells the trainer after an epoch.
@@ -100,12 +100,7 @@ impl Trainer {
 
     /// Reads what the model directory holds (rank 0 only in a group): nothing yet (a new run,
     /// whose `config.json` it writes) or a resumable run (its state and history), or refuses.
-    fn open_run(
-        &self,
-        dir: &Path,
-        existing: ExistingRun,
-        file: &ModelFile,
-    ) -> Result<Start> {
+    fn open_run(&self, dir: &Path, existing: ExistingRun, file: &ModelFile) -> Result<Start> {
         let paths = ResumePaths::new(dir);
         let config_path = dir.join(CONFIG_FILE);
         if !config_path.exists() {
@@ -222,7 +217,7 @@ impl Trainer {
             resume,
             mut history,
         } = match group {
-            Some(g) => dist_train::share_start(g, start)?,
+            Some(g) => dist_train::share_start(g, dir, start)?,
             None => start?,
         };
 
@@ -318,8 +313,7 @@ impl Trainer {
                     // each rank validates its share and the sums are added up.
                     dist_train::broadcast_variables(g, &vs, Some(false))?;
                     let mine: Vec<usize> = (rank..val.len()).step_by(world).collect();
-                    let (l, c) =
-                        evaluate_sums(&model, val, &mine, tc.eval_batch_size, device)?;
+                    let (l, c) = evaluate_sums(&model, val, &mine, tc.eval_batch_size, device)?;
                     let mut sums = [l, c as f64, loss_sum, correct as f64, seen as f64];
                     dist_train::all_reduce_f64(g, &mut sums)?;
                     let n = val.len() as f64;

@@ -11,9 +11,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crnn::{
-    ConvBackend, Crnn2d, CrnnConfig, EpochRecord, ExistingRun, FitParams, GlooDevice,
-    GroupParams, KerasAdam, Launch, ProcessGroup, Rendezvous, SliceSource, TrainConfig,
-    TrainObserver, Trainer, train_step, train_step_distributed,
+    ConvBackend, Crnn2d, CrnnConfig, EpochRecord, ExistingRun, FitParams, GlooDevice, GroupParams,
+    KerasAdam, Launch, ProcessGroup, Rendezvous, SliceSource, TrainConfig, TrainObserver, Trainer,
+    train_step, train_step_distributed,
 };
 use tch::{Device, Kind, Tensor, nn};
 
@@ -144,19 +144,31 @@ fn free_port() -> u16 {
 }
 
 /// Starts rank `rank` of `world` running `scenario`, with torchrun's variables.
-fn spawn(scenario: &str, rank: usize, world: usize, port: u16, dir: &Path, extra: &[(&str, &str)]) -> Child {
+fn spawn(
+    scenario: &str,
+    rank: usize,
+    world: usize,
+    port: u16,
+    dir: &Path,
+    extra: &[(&str, &str)],
+) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "dist_worker_process", "--test-threads=1", "--nocapture"])
-        .env(WORKER, scenario)
-        .env(DIR, dir)
-        .env("RANK", rank.to_string())
-        .env("WORLD_SIZE", world.to_string())
-        .env("LOCAL_RANK", rank.to_string())
-        .env("LOCAL_WORLD_SIZE", world.to_string())
-        .env("MASTER_ADDR", "127.0.0.1")
-        .env("MASTER_PORT", port.to_string())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    cmd.args([
+        "--exact",
+        "dist_worker_process",
+        "--test-threads=1",
+        "--nocapture",
+    ])
+    .env(WORKER, scenario)
+    .env(DIR, dir)
+    .env("RANK", rank.to_string())
+    .env("WORLD_SIZE", world.to_string())
+    .env("LOCAL_RANK", rank.to_string())
+    .env("LOCAL_WORLD_SIZE", world.to_string())
+    .env("MASTER_ADDR", "127.0.0.1")
+    .env("MASTER_PORT", port.to_string())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
     for (k, v) in extra {
         cmd.env(k, v);
     }
@@ -217,7 +229,9 @@ fn assert_all_ok(outputs: &[Output]) {
 // ---- the worker side --------------------------------------------------------------------
 
 fn group_from_env() -> ProcessGroup {
-    let launch = Launch::from_env().unwrap().expect("launched with RANK/WORLD_SIZE");
+    let launch = Launch::from_env()
+        .unwrap()
+        .expect("launched with RANK/WORLD_SIZE");
     let params = GroupParams::from_launch(&launch)
         .timeout(TIMEOUT)
         .gloo(GlooDevice::Hostname("127.0.0.1".into()));
@@ -238,7 +252,10 @@ fn check_collectives(g: &ProcessGroup) {
     ];
     g.all_reduce_sum(&mut ts).unwrap();
     assert_eq!(Vec::<f32>::try_from(&ts[0]).unwrap(), vec![3.0, 4.0]);
-    assert_eq!(Vec::<f32>::try_from(ts[1].flatten(0, -1)).unwrap(), vec![1.0; 6]);
+    assert_eq!(
+        Vec::<f32>::try_from(ts[1].flatten(0, -1)).unwrap(),
+        vec![1.0; 6]
+    );
     let mut mean = [Tensor::from_slice(&[2.0 * r as f64, 5.0])];
     g.all_reduce_mean(&mut mean).unwrap();
     assert_eq!(Vec::<f64>::try_from(&mean[0]).unwrap(), vec![1.0, 5.0]);
@@ -246,12 +263,22 @@ fn check_collectives(g: &ProcessGroup) {
     let big = Tensor::zeros([4], (Kind::Float, Device::Cpu)) + r as f64;
     let mut part = [big.narrow(0, 1, 2)];
     g.broadcast(&mut part, 1).unwrap();
-    assert_eq!(Vec::<f32>::try_from(&big).unwrap(), vec![r as f32, 1.0, 1.0, r as f32]);
-    let mut bytes = if r == 0 { b"rank 0 says hello".to_vec() } else { Vec::new() };
+    assert_eq!(
+        Vec::<f32>::try_from(&big).unwrap(),
+        vec![r as f32, 1.0, 1.0, r as f32]
+    );
+    let mut bytes = if r == 0 {
+        b"rank 0 says hello".to_vec()
+    } else {
+        Vec::new()
+    };
     g.broadcast_bytes(&mut bytes, 0).unwrap();
     assert_eq!(bytes, b"rank 0 says hello");
     g.barrier().unwrap();
-    assert!(g.broadcast(&mut [Tensor::zeros([1], (Kind::Float, Device::Cpu))], 2).is_err());
+    assert!(
+        g.broadcast(&mut [Tensor::zeros([1], (Kind::Float, Device::Cpu))], 2)
+            .is_err()
+    );
 }
 
 /// A few steps of [`train_step_distributed`]: each rank on its own batch (or, with `SAME`,
@@ -273,9 +300,21 @@ fn steps_worker(dir: &Path) {
     g.broadcast(&mut live, 0).unwrap();
     let mut adam = KerasAdam::new(&vs, &train_cfg(1));
     for step in 0..3 {
-        let first = if same { 8 * step } else { 8 * (2 * step + g.rank()) };
+        let first = if same {
+            8 * step
+        } else {
+            8 * (2 * step + g.rank())
+        };
         let (xs, ys) = toy_batch(first, 8);
-        train_step_distributed(&model, &mut adam, &xs, &ys, 99 + step as u64 * 7 + g.rank() as u64, &g).unwrap();
+        train_step_distributed(
+            &model,
+            &mut adam,
+            &xs,
+            &ys,
+            99 + step as u64 * 7 + g.rank() as u64,
+            &g,
+        )
+        .unwrap();
     }
     // The trainable parameters: BatchNorm's moving averages stay per rank (as in DDP
     // without SyncBatchNorm) until the trainer broadcasts them.
@@ -283,8 +322,11 @@ fn steps_worker(dir: &Path) {
         .into_iter()
         .filter(|(n, _)| vs.variables()[n].requires_grad())
         .collect();
-    Tensor::write_safetensors(&params, dir.join(format!("steps-rank{}.safetensors", g.rank())))
-        .unwrap();
+    Tensor::write_safetensors(
+        &params,
+        dir.join(format!("steps-rank{}.safetensors", g.rank())),
+    )
+    .unwrap();
     Tensor::write_safetensors(
         &sorted_variables(&vs),
         dir.join(format!("steps-all-rank{}.safetensors", g.rank())),
@@ -314,7 +356,11 @@ fn fit_worker(dir: &Path) {
         let (e, b) = s.split_once(':')?;
         Some((e.parse().ok()?, b.parse().ok()?))
     });
-    let die = if std::env::var("DIE_RANK").ok().map(|r| r.parse::<usize>().unwrap()) == Some(g.rank()) {
+    let die = if std::env::var("DIE_RANK")
+        .ok()
+        .map(|r| r.parse::<usize>().unwrap())
+        == Some(g.rank())
+    {
         die
     } else {
         None
@@ -379,7 +425,10 @@ fn dist_worker_process() {
             let secs = t0.elapsed().as_secs_f64();
             println!("error after {secs:.1} s: {err}");
             assert!(secs < 30.0, "took {secs} s");
-            assert!(err.starts_with("rank 0 of 2: joining the process group"), "{err}");
+            assert!(
+                err.starts_with("rank 0 of 2: joining the process group"),
+                "{err}"
+            );
             assert!(err.to_lowercase().contains("timed out"), "{err}");
             assert!(err.contains("were all 2 ranks started"), "{err}");
         }
@@ -424,6 +473,7 @@ fn a_rank_that_never_arrives_times_out_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let out = wait_all(vec![spawn("alone", 0, 2, port, dir.path(), &[])]);
+    println!("{}", log(&out[0]));
     assert_all_ok(&out);
 }
 
@@ -435,7 +485,12 @@ fn a_rank_that_leaves_makes_the_next_collective_fail() {
 
 fn steps_give_identical_parameters_on_every_rank(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let out = launch_group("steps", 2, dir.path(), &[("BACKEND", backend), ("DROPOUT", "1")]);
+    let out = launch_group(
+        "steps",
+        2,
+        dir.path(),
+        &[("BACKEND", backend), ("DROPOUT", "1")],
+    );
     assert_all_ok(&out);
     let r0 = read_tensors(&dir.path().join("steps-rank0.safetensors"));
     let r1 = read_tensors(&dir.path().join("steps-rank1.safetensors"));
@@ -464,7 +519,12 @@ fn two_ranks_hold_bit_identical_parameters_libtorch_ops() {
 /// differs, so: within 1e-4 of the largest parameter.
 fn half_batches_equal_the_whole_batch(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let out = launch_group("steps", 2, dir.path(), &[("BACKEND", backend), ("SAME", "1")]);
+    let out = launch_group(
+        "steps",
+        2,
+        dir.path(),
+        &[("BACKEND", backend), ("SAME", "1")],
+    );
     assert_all_ok(&out);
     let two = read_tensors(&dir.path().join("steps-all-rank0.safetensors"));
 
@@ -515,7 +575,12 @@ fn a_killed_rank_then_a_relaunched_group_ends_as_the_uninterrupted_run() {
         v.extend_from_slice(extra);
         v
     };
-    assert_all_ok(&launch_group("fit", 2, dir.path(), &with(&[("RUN", "straight")])));
+    assert_all_ok(&launch_group(
+        "fit",
+        2,
+        dir.path(),
+        &with(&[("RUN", "straight")]),
+    ));
 
     let killed = launch_group(
         "fit",
@@ -523,20 +588,48 @@ fn a_killed_rank_then_a_relaunched_group_ends_as_the_uninterrupted_run() {
         dir.path(),
         &with(&[("RUN", "killed"), ("DIE_AT", "2:3"), ("DIE_RANK", "1")]),
     );
-    assert!(!killed[1].status.success(), "rank 1 should have died:\n{}", log(&killed[1]));
-    assert!(!killed[0].status.success(), "rank 0 should have failed:\n{}", log(&killed[0]));
+    assert!(
+        !killed[1].status.success(),
+        "rank 1 should have died:\n{}",
+        log(&killed[1])
+    );
+    assert!(
+        !killed[0].status.success(),
+        "rank 0 should have failed:\n{}",
+        log(&killed[0])
+    );
     let rank0 = String::from_utf8_lossy(&killed[0].stderr);
-    assert!(rank0.contains("rank 0 of 2"), "rank 0's error names it:\n{rank0}");
+    assert!(
+        rank0.contains("rank 0 of 2"),
+        "rank 0's error names it:\n{rank0}"
+    );
 
-    assert_all_ok(&launch_group("fit", 2, dir.path(), &with(&[("RUN", "killed"), ("RESUME", "1")])));
+    assert_all_ok(&launch_group(
+        "fit",
+        2,
+        dir.path(),
+        &with(&[("RUN", "killed"), ("RESUME", "1")]),
+    ));
     let a = read_tensors(&dir.path().join("straight").join("weights.safetensors"));
     let b = read_tensors(&dir.path().join("killed").join("weights.safetensors"));
     assert_bit_identical(&a, &b, "resumed vs uninterrupted");
     let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
     let straight = read("straight.history-rank0.json");
-    assert_eq!(straight, read("straight.history-rank1.json"), "ranks' histories");
-    assert_eq!(straight, read("killed.history-rank0.json"), "resumed history");
-    assert_eq!(straight, read("killed.history-rank1.json"), "resumed history, rank 1");
+    assert_eq!(
+        straight,
+        read("straight.history-rank1.json"),
+        "ranks' histories"
+    );
+    assert_eq!(
+        straight,
+        read("killed.history-rank0.json"),
+        "resumed history"
+    );
+    assert_eq!(
+        straight,
+        read("killed.history-rank1.json"),
+        "resumed history, rank 1"
+    );
     let history: Vec<[f64; 4]> = serde_json::from_str(&straight).unwrap();
     assert_eq!(history.len(), 3);
 }

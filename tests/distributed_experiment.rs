@@ -1,0 +1,172 @@
+//! The experiment as torchrun runs it: two processes (this test binary again, in
+//! `experiment_rank_process`) with `RANK`, `WORLD_SIZE`, `MASTER_ADDR=127.0.0.1` and
+//! `MASTER_PORT`, one epoch on a three-artist subset of the small tier. Rank 0 prepares the
+//! store and alone writes the run; the re-run reads the finished run back on both ranks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use artist_crnn::experiment_cli::{Args, run};
+use clap::Parser;
+
+const WORKER: &str = "ARTIST_CRNN_DIST_EXPERIMENT_DIR";
+const DEADLINE: Duration = Duration::from_secs(600);
+
+fn argv(dir: &Path) -> Args {
+    let s = |p: PathBuf| p.to_str().unwrap().to_owned();
+    Args::try_parse_from([
+        "experiment".to_owned(),
+        "--data-dir".into(),
+        s(dir.join("subset.tsv")),
+        "--cache".into(),
+        s(dir.join("features.h5")),
+        "--epochs".into(),
+        "1".into(),
+        "--device".into(),
+        "cpu".into(),
+        "--threads".into(),
+        "1".into(),
+        "--no-tsne".into(),
+        "--dist-timeout".into(),
+        "120".into(),
+        "--out".into(),
+        s(dir.join("out")),
+    ])
+    .unwrap()
+}
+
+/// One rank, in a child process the parent started; nothing to do in the parent's own run.
+#[test]
+fn experiment_rank_process() {
+    let Ok(dir) = std::env::var(WORKER) else {
+        return;
+    };
+    let rank: usize = std::env::var("RANK").unwrap().parse().unwrap();
+    let outcome = run(argv(Path::new(&dir))).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(outcome.runs, 1);
+    // Rank 0 collects the reports and writes the summary; the others return none.
+    assert_eq!(outcome.reports.len(), usize::from(rank == 0));
+    assert_eq!(outcome.summary_md.is_empty(), rank != 0);
+}
+
+fn launch(dir: &Path) -> Vec<Output> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut children: Vec<_> = (0..2)
+        .map(|rank| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "experiment_rank_process", "--nocapture"])
+                .env(WORKER, dir)
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("LOCAL_RANK", rank.to_string())
+                .env("LOCAL_WORLD_SIZE", "2")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", port.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let t0 = Instant::now();
+    while children.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
+        if t0.elapsed() > DEADLINE {
+            for c in &mut children {
+                let _ = c.kill();
+            }
+            panic!("ranks still running after {DEADLINE:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for (rank, o) in outputs.iter().enumerate() {
+        assert!(
+            o.status.success(),
+            "rank {rank}: {}\n{}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    outputs
+}
+
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn experiment_under_a_two_rank_launch_trains_once_and_rank_0_writes() {
+    crnn::recycle_large_allocations();
+    let dir = tempfile::tempdir().unwrap();
+    common::small_subset(dir.path());
+    let first = launch(dir.path());
+    let log0 = String::from_utf8_lossy(&first[0].stderr);
+    let log1 = String::from_utf8_lossy(&first[1].stderr);
+    assert!(log0.contains("distributed: rank 0 of 2"), "{log0}");
+    assert!(log1.contains("waiting for rank 0 to prepare"), "{log1}");
+    assert!(log0.contains("collective calls"), "{log0}");
+    // Progress and results come from rank 0 only.
+    assert!(!log1.contains("epoch   1:"), "{log1}");
+
+    let run_dir = dir.path().join("out/song/94/seed-0");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["training"]["ranks"], 2);
+    assert!(
+        report["training"]["communication_seconds"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(report["training"]["epochs"], 1);
+    let files = files_under(&dir.path().join("out"));
+    // Every file once, no temporary left behind by a second writer.
+    for f in &files {
+        assert!(!f.contains(".tmp"), "left over: {f} in {files:?}");
+    }
+    for want in [
+        "song/94/seed-0/report.json",
+        "song/94/seed-0/model/weights.safetensors",
+        "song/94/seed-0/model/history.csv",
+        "summary.md",
+    ] {
+        assert!(
+            files.iter().any(|f| f == want),
+            "{want} missing from {files:?}"
+        );
+    }
+
+    // Re-run: rank 0 reads the finished run and tells rank 1; nobody trains.
+    let t = Instant::now();
+    let again = launch(dir.path());
+    let log0 = String::from_utf8_lossy(&again[0].stderr);
+    assert!(!log0.contains("epoch   1:"), "trained again:\n{log0}");
+    assert!(t.elapsed() < Duration::from_secs(120));
+    assert_eq!(files_under(&dir.path().join("out")), files);
+}

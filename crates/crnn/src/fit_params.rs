@@ -8,7 +8,7 @@ use crate::data::{SliceSource, check_source};
 use crate::trainer::ExistingRun;
 use crate::{ConvBackend, CrnnConfig, Error, ProcessGroup, Result};
 
-/// What [`Trainer::fit`] trains and where: the network, its class names, the data and the
+/// What [`Trainer::fit`](crate::Trainer::fit) trains and where: the network, its class names, the data and the
 /// model directory (required, [`FitParams::new`]), and settings with defaults, each set by a
 /// method of the same name. [`check`](Self::check) tests every rule; `fit` calls it.
 ///

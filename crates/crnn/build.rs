@@ -52,4 +52,19 @@ fn main() {
         .include(include.join("torch/csrc/api/include"))
         .file("csrc/dist.cpp")
         .compile("crnn_shim");
+    // For tests/gloo_headers.rs: the library whose gloo the headers must match, and the
+    // object compiled against them.
+    println!(
+        "cargo:rustc-env=CRNN_LIBTORCH_CPU={}",
+        lib.join("libtorch_cpu.so").display()
+    );
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
+    let dist_object = std::fs::read_dir(&out)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dist.o"))
+        .unwrap_or_default();
+    println!("cargo:rustc-env=CRNN_DIST_OBJECT={}", dist_object.display());
 }

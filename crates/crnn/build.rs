@@ -6,6 +6,7 @@ fn main() {
     libtorch_rpath::emit();
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
     println!("cargo:rerun-if-changed=csrc/dist.cpp");
+    println!("cargo:rerun-if-changed=csrc/guard.hpp");
     println!("cargo:rerun-if-changed=csrc/gloo-headers");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     // torch-sys (links = "tch") tells its direct dependents where libtorch's libraries are;

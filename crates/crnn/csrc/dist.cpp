@@ -13,39 +13,21 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
-#include <cstring>
-#include <exception>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "guard.hpp"
+
 namespace {
-void report(const std::string &message, char *error, size_t error_len) {
-  if (error_len > 0) {
-    std::strncpy(error, message.c_str(), error_len - 1);
-    error[error_len - 1] = '\0';
-  }
-}
+using crnn_shim::guarded;
 
 struct Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
   std::chrono::milliseconds timeout;
 };
-
-// Runs `body`, turning a C++ exception into 1 plus the message.
-template <typename F> int guarded(char *error, size_t error_len, F &&body) {
-  try {
-    body();
-    return 0;
-  } catch (const std::exception &e) {
-    report(e.what(), error, error_len);
-    return 1;
-  } catch (...) {
-    report("unknown C++ exception", error, error_len);
-    return 1;
-  }
-}
 
 void wait(const c10::intrusive_ptr<c10d::Work> &work, std::chrono::milliseconds timeout) {
   if (!work->wait(timeout)) {

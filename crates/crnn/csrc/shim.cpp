@@ -15,18 +15,10 @@
 #include <ATen/ops/convolution_backward.h>
 
 #include <array>
-#include <cstring>
-#include <exception>
 
-namespace {
-// Copies `message` into `error` (NUL-terminated, truncated to `error_len`).
-void report(const char *message, char *error, size_t error_len) {
-  if (error_len > 0) {
-    std::strncpy(error, message, error_len - 1);
-    error[error_len - 1] = '\0';
-  }
-}
-}  // namespace
+#include "guard.hpp"
+
+using crnn_shim::guarded;
 
 extern "C" int crnn_conv2d_same_backward(const at::Tensor *grad_output, const at::Tensor *input,
                                          const at::Tensor *weight, int want_input_grad,
@@ -34,7 +26,7 @@ extern "C" int crnn_conv2d_same_backward(const at::Tensor *grad_output, const at
                                          char *error, size_t error_len) {
   *grad_input = nullptr;
   *grad_weight = nullptr;
-  try {
+  return guarded(error, error_len, [&] {
     const int64_t kh = weight->size(2), kw = weight->size(3);
     const std::array<bool, 3> mask{want_input_grad != 0, true, false};
     auto grads = at::convolution_backward(*grad_output, *input, *weight, std::nullopt,
@@ -45,14 +37,7 @@ extern "C" int crnn_conv2d_same_backward(const at::Tensor *grad_output, const at
       *grad_input = new at::Tensor(std::get<0>(grads));
     }
     *grad_weight = new at::Tensor(std::get<1>(grads));
-    return 0;
-  } catch (const std::exception &e) {
-    report(e.what(), error, error_len);
-    return 1;
-  } catch (...) {
-    report("unknown C++ exception", error, error_len);
-    return 1;
-  }
+  });
 }
 
 // Calls job(context, begin, end) over [0, n) split across libtorch's intra-op threads. `job`
@@ -61,14 +46,7 @@ extern "C" int crnn_conv2d_same_backward(const at::Tensor *grad_output, const at
 extern "C" int crnn_parallel_for(int64_t n, void *context,
                                  void (*job)(void *context, int64_t begin, int64_t end),
                                  char *error, size_t error_len) {
-  try {
+  return guarded(error, error_len, [&] {
     at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) { job(context, begin, end); });
-    return 0;
-  } catch (const std::exception &e) {
-    report(e.what(), error, error_len);
-    return 1;
-  } catch (...) {
-    report("unknown C++ exception", error, error_len);
-    return 1;
-  }
+  });
 }

@@ -340,18 +340,6 @@ impl ProcessGroup {
         self.stats.get()
     }
 
-    /// Runs one collective, counting it.
-    fn timed(&self, bytes: usize, call: impl FnOnce() -> c_int) -> c_int {
-        let t0 = std::time::Instant::now();
-        let rc = call();
-        let mut s = self.stats.get();
-        s.calls += 1;
-        s.seconds += t0.elapsed().as_secs_f64();
-        s.bytes += bytes as u64;
-        self.stats.set(s);
-        rc
-    }
-
     fn failed(&self, op: &'static str, error: &[c_char]) -> Error {
         Error::Distributed {
             rank: self.rank,
@@ -365,44 +353,45 @@ impl ProcessGroup {
         }
     }
 
-    /// Sums a contiguous CPU tensor in place across the group.
-    fn raw_all_reduce_sum(&self, flat: &Tensor) -> Result<()> {
+    /// Runs one collective of the shim (`call` gets the group and an error buffer),
+    /// counting it in [`stats`](Self::stats); a non-zero return is an error of `op`.
+    fn collective(
+        &self,
+        op: &'static str,
+        bytes: usize,
+        call: impl FnOnce(*mut c_void, *mut c_char, usize) -> c_int,
+    ) -> Result<()> {
         let mut error = vec![0 as c_char; 2048];
-        let bytes = flat.numel() * flat.kind().elt_size_in_bytes();
-        // SAFETY: `raw` is live; `flat` is a live tensor borrowed for the call.
-        let rc = self.timed(bytes, || unsafe {
-            crnn_pg_all_reduce_sum(
-                self.raw.as_ptr(),
-                flat.as_ptr(),
-                error.as_mut_ptr(),
-                error.len(),
-            )
-        });
+        let t0 = std::time::Instant::now();
+        let rc = call(self.raw.as_ptr(), error.as_mut_ptr(), error.len());
+        let mut s = self.stats.get();
+        s.calls += 1;
+        s.seconds += t0.elapsed().as_secs_f64();
+        s.bytes += bytes as u64;
+        self.stats.set(s);
         if rc == 0 {
             Ok(())
         } else {
-            Err(self.failed("all_reduce", &error))
+            Err(self.failed(op, &error))
         }
     }
 
-    fn raw_broadcast(&self, flat: &Tensor, root: usize) -> Result<()> {
-        let mut error = vec![0 as c_char; 2048];
+    /// Sums a contiguous CPU tensor in place across the group.
+    fn raw_all_reduce_sum(&self, flat: &Tensor) -> Result<()> {
         let bytes = flat.numel() * flat.kind().elt_size_in_bytes();
-        // SAFETY: as in raw_all_reduce_sum.
-        let rc = self.timed(bytes, || unsafe {
-            crnn_pg_broadcast(
-                self.raw.as_ptr(),
-                flat.as_ptr(),
-                root as c_int,
-                error.as_mut_ptr(),
-                error.len(),
-            )
-        });
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(self.failed("broadcast", &error))
-        }
+        self.collective("all_reduce", bytes, |raw, error, len| {
+            // SAFETY: `raw` is the live group; `flat` a live tensor borrowed for the call;
+            // `error` a writable buffer of `len` bytes.
+            unsafe { crnn_pg_all_reduce_sum(raw, flat.as_ptr(), error, len) }
+        })
+    }
+
+    fn raw_broadcast(&self, flat: &Tensor, root: usize) -> Result<()> {
+        let bytes = flat.numel() * flat.kind().elt_size_in_bytes();
+        self.collective("broadcast", bytes, |raw, error, len| {
+            // SAFETY: as in raw_all_reduce_sum.
+            unsafe { crnn_pg_broadcast(raw, flat.as_ptr(), root as c_int, error, len) }
+        })
     }
 
     fn check_root(&self, root: usize) -> Result<()> {
@@ -490,15 +479,9 @@ impl ProcessGroup {
 
     /// Returns when every rank has called it.
     pub fn barrier(&self) -> Result<()> {
-        let mut error = vec![0 as c_char; 2048];
-        // SAFETY: `raw` is live; `error` is a writable buffer of the length given.
-        let rc = self.timed(0, || unsafe {
-            crnn_pg_barrier(self.raw.as_ptr(), error.as_mut_ptr(), error.len())
-        });
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(self.failed("barrier", &error))
-        }
+        self.collective("barrier", 0, |raw, error, len| {
+            // SAFETY: `raw` is the live group; `error` a writable buffer of `len` bytes.
+            unsafe { crnn_pg_barrier(raw, error, len) }
+        })
     }
 }

@@ -5,6 +5,8 @@
 //! kills workers that outlive a deadline, so no test can hang.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::sync::Mutex;
@@ -17,6 +19,8 @@ use crnn::{
 };
 use tch::{Device, Kind, Tensor, nn};
 
+use common::Toy;
+
 const WORKER: &str = "CRNN_DIST_TEST_WORKER";
 const DIR: &str = "CRNN_DIST_TEST_DIR";
 /// c10d timeout of the workers.
@@ -26,32 +30,6 @@ const DEADLINE: Duration = Duration::from_secs(240);
 
 /// Parent-side training (the one-process reference) uses libtorch's process-wide RNG.
 static LOCK: Mutex<()> = Mutex::new(());
-
-/// Two classes, energy in the low or the high mel bands, plus deterministic noise.
-struct Toy {
-    n: usize,
-}
-
-impl SliceSource for Toy {
-    fn len(&self) -> usize {
-        self.n
-    }
-    fn slice_shape(&self) -> (usize, usize) {
-        (128, 16)
-    }
-    fn write_slice(&self, index: usize, out: &mut [f32]) {
-        let class = index % 2;
-        for (k, v) in out.iter_mut().enumerate() {
-            let (mel, t) = (k / 16, k % 16);
-            let hot = if class == 0 { mel < 64 } else { mel >= 64 };
-            let noise = (((index * 131 + k * 17) % 97) as f32 / 97.0 - 0.5) * 6.0;
-            *v = if hot { -20.0 } else { -60.0 } + noise + (t as f32 * 0.1);
-        }
-    }
-    fn label(&self, index: usize) -> usize {
-        index % 2
-    }
-}
 
 fn tiny(dropout: bool) -> CrnnConfig {
     let p = if dropout { 0.1 } else { 0.0 };
@@ -83,7 +61,7 @@ fn backend_named(name: &str) -> ConvBackend {
 
 /// A batch of `n` Toy slices starting at `first`: `[n, 1, 128, 16]` and labels.
 fn toy_batch(first: usize, n: usize) -> (Tensor, Tensor) {
-    let toy = Toy { n: first + n };
+    let toy = Toy::new(first + n);
     let mut data = vec![0f32; n * 128 * 16];
     for (i, out) in data.chunks_exact_mut(128 * 16).enumerate() {
         toy.write_slice(first + i, out);
@@ -365,7 +343,7 @@ fn fit_worker(dir: &Path) {
     } else {
         None
     };
-    let (train, val) = (Toy { n: 70 }, Toy { n: 21 });
+    let (train, val) = (Toy::new(70), Toy::new(21));
     let names = vec!["low".to_string(), "high".to_string()];
     let config = tiny(true);
     let model_dir = dir.join(&run);

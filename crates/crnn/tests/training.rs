@@ -6,52 +6,15 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use common::Toy;
+
+use std::sync::atomic::Ordering;
 
 use crnn::{
     Control, ConvBackend, CrnnConfig, EpochRecord, Error, ExistingRun, FitParams, RunStatus,
-    Silent, SliceSource, TrainConfig, TrainObserver, TrainedModel, Trainer, predict_proba,
+    Silent, TrainConfig, TrainObserver, TrainedModel, Trainer, predict_proba,
 };
 use tch::Device;
-
-/// Two classes: class 0 has its energy in the low mel bands, class 1 in the high ones.
-struct Toy {
-    n: usize,
-    poison: AtomicBool,
-}
-
-impl Toy {
-    fn new(n: usize) -> Self {
-        Self {
-            n,
-            poison: AtomicBool::new(false),
-        }
-    }
-}
-
-impl SliceSource for Toy {
-    fn len(&self) -> usize {
-        self.n
-    }
-    fn slice_shape(&self) -> (usize, usize) {
-        (128, 16)
-    }
-    fn write_slice(&self, index: usize, out: &mut [f32]) {
-        let class = index % 2;
-        for (k, v) in out.iter_mut().enumerate() {
-            let (mel, t) = (k / 16, k % 16);
-            let hot = if class == 0 { mel < 64 } else { mel >= 64 };
-            let noise = (((index * 131 + k * 17) % 97) as f32 / 97.0 - 0.5) * 6.0;
-            *v = if hot { -20.0 } else { -60.0 } + noise + (t as f32 * 0.1);
-        }
-        if self.poison.load(Ordering::Relaxed) {
-            out[0] = f32::NAN;
-        }
-    }
-    fn label(&self, index: usize) -> usize {
-        index % 2
-    }
-}
 
 fn tiny() -> CrnnConfig {
     CrnnConfig {

@@ -65,14 +65,17 @@ MODE=cpu
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
   MODE=full
 fi
+# The full set also carries the CUDA C runtime and CCCL headers (a few MB) that crnn's
+# ProcessGroupNCCL shim compiles against; "-nccl" makes older full installs redo it.
 STAMP="$DEST/.installed-torch-$TORCH_VERSION-$MODE"
+if [ "$MODE" = full ]; then STAMP="$STAMP-nccl"; fi
 if [ ! -f "$STAMP" ]; then
   log "installing libtorch $TORCH_VERSION ($MODE) from the PyPI torch wheel into $DEST"
   rm -rf "$DEST"
   PY=$(command -v python3 || command -v python)
   if [ "$MODE" = full ]; then
     "$PY" -m pip install --quiet --no-cache-dir --disable-pip-version-check --target "$DEST" \
-      "torch==$TORCH_VERSION"
+      "torch==$TORCH_VERSION" nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85
   else
     # libtorch_cpu.so needs libcudart/libcupti at load time even without a GPU; the two small
     # runtime wheels below are the exact pins torch 2.13.0 asks for.

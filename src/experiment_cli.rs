@@ -159,36 +159,17 @@ pub fn run(mut args: Args) -> Result<Outcome> {
     if args.slice_frames.is_empty() || args.seeds.is_empty() {
         bail!("--slice-frames and --seeds need at least one value");
     }
-    let launch = crnn::Launch::from_env()?;
-    let group = match &launch {
-        Some(l) if l.world_size > 1 => {
-            eprintln!(
-                "distributed: rank {} of {} (local {} of {}), launched by {}, store at {}:{}{}",
-                l.rank,
-                l.world_size,
-                l.local_rank,
-                l.local_world_size,
-                l.launcher,
-                l.master_addr,
-                l.master_port,
-                if l.agent_store { " (the agent's)" } else { "" }
-            );
-            let params = crnn::GroupParams::from_launch(l)
-                .timeout(std::time::Duration::from_secs(args.dist_timeout.max(1)));
-            Some(crnn::ProcessGroup::new(&params)?)
-        }
-        Some(l) => {
+    let launch = crnn::Launch::from_env()?.filter(|l| {
+        if l.world_size == 1 {
             eprintln!(
                 "distributed: {} started one process: single-process training",
                 l.launcher
             );
-            None
         }
-        None => None,
-    };
-    let main = group.as_ref().is_none_or(|g| g.is_main());
+        l.world_size > 1
+    });
     let mut device = choose_device(args.device.as_deref())?;
-    if let (tch::Device::Cuda(_), Some(l), Some(_)) = (device, &launch, &group) {
+    if let (tch::Device::Cuda(_), Some(l)) = (device, &launch) {
         // One GPU per local rank, as torchrun users expect.
         if l.local_rank as i64 >= tch::Cuda::device_count() {
             bail!(
@@ -200,6 +181,29 @@ pub fn run(mut args: Args) -> Result<Outcome> {
         }
         device = tch::Device::Cuda(l.local_rank);
     }
+    let group = match &launch {
+        Some(l) => {
+            let params = crnn::GroupParams::from_launch(l)
+                .timeout(std::time::Duration::from_secs(args.dist_timeout.max(1)))
+                .device(device);
+            let g = crnn::ProcessGroup::new(&params)?;
+            eprintln!(
+                "distributed: rank {} of {} (local {} of {}), launched by {}, store at {}:{}{}, {} on {device:?}",
+                l.rank,
+                l.world_size,
+                l.local_rank,
+                l.local_world_size,
+                l.launcher,
+                l.master_addr,
+                l.master_port,
+                if l.agent_store { " (the agent's)" } else { "" },
+                g.backend()
+            );
+            Some(g)
+        }
+        None => None,
+    };
+    let main = group.as_ref().is_none_or(|g| g.is_main());
     let backend = match (&args.backend, args.libtorch_ops) {
         (Some(_), true) => anyhow::bail!("give --backend or --libtorch-ops, not both"),
         (Some(name), false) => crnn::ConvBackend::from_name(name)?,
@@ -211,10 +215,7 @@ pub fn run(mut args: Args) -> Result<Outcome> {
         "conv backend: {backend} (CPU kernels available: {:?})",
         crnn::crnn_kernels::Isa::available()
     );
-    let local_ranks = match (&launch, &group) {
-        (Some(l), Some(_)) => l.local_world_size.max(1),
-        _ => 1,
-    };
+    let local_ranks = launch.as_ref().map_or(1, |l| l.local_world_size.max(1));
     let threads = args.threads.unwrap_or_else(|| {
         (std::thread::available_parallelism().map_or(1, |n| n.get()) / local_ranks).max(1)
     });

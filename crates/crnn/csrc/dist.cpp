@@ -1,5 +1,6 @@
 // c10d collectives for data-parallel training: a store (TCPStore or FileStore) and a
-// ProcessGroupGloo, with all-reduce (sum), broadcast and barrier on CPU tensors. Everything
+// ProcessGroupGloo, and all-reduce (sum), broadcast and barrier on any group of group.hpp
+// (Gloo here, NCCL from dist_nccl.cpp). Everything
 // called here is out of line in libtorch_cpu.so (constructors, virtual collectives, the
 // device helpers), so nothing of gloo is compiled into this object: the gloo headers in
 // gloo-headers/ are needed only because ProcessGroupGloo.hpp includes them
@@ -7,10 +8,7 @@
 //
 // The group is an opaque heap object owned by the Rust side (crnn_pg_free). Errors never
 // unwind into Rust: they are caught and copied into `error`, as in shim.cpp.
-#include <torch/csrc/distributed/c10d/FileStore.hpp>
-#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
 #include <memory>
@@ -18,17 +16,13 @@
 #include <string>
 #include <vector>
 
+#include "group.hpp"
 #include "guard.hpp"
 
-namespace {
+using crnn_shim::Group;
 using crnn_shim::guarded;
 
-struct Group {
-  c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
-  std::chrono::milliseconds timeout;
-};
-
+namespace {
 void wait(const c10::intrusive_ptr<c10d::Work> &work, std::chrono::milliseconds timeout) {
   if (!work->wait(timeout)) {
     throw std::runtime_error("collective did not complete within the timeout");
@@ -51,23 +45,9 @@ extern "C" int crnn_pg_new(int store_kind, const char *host, int port, int is_se
   *out = nullptr;
   return guarded(error, error_len, [&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
-    c10::intrusive_ptr<c10d::Store> base;
-    if (store_kind == 0) {
-      c10d::TCPStoreOptions opts;
-      opts.port = static_cast<std::uint16_t>(port);
-      opts.isServer = is_server != 0;
-      opts.numWorkers = static_cast<std::size_t>(world);
-      opts.waitWorkers = true;
-      opts.timeout = timeout;
-      opts.multiTenant = true;
-      base = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
-    } else {
-      base = c10::make_intrusive<c10d::FileStore>(std::string(file_path), world);
-      base->setTimeout(timeout);
-    }
-    // Keys of this group under one prefix, apart from anything else in the store (torchrun's
-    // agent keeps its own keys there).
-    auto store = c10::make_intrusive<c10d::PrefixStore>("artist-crnn/pg", base);
+    auto base =
+        crnn_shim::make_store(store_kind, host, port, is_server, file_path, world, timeout);
+    auto store = crnn_shim::group_store(base, "gloo");
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     const std::string iface(gloo_iface), hostname(gloo_host);
     if (!iface.empty()) {
@@ -80,13 +60,14 @@ extern "C" int crnn_pg_new(int store_kind, const char *host, int port, int is_se
     // One worker thread: the trainer issues one collective at a time.
     options->threads = 1;
     auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, options);
-    *out = new Group{base, gloo, timeout};
+    *out = new Group{base, gloo, timeout, std::nullopt};
   });
 }
 
 extern "C" void crnn_pg_free(void *group) { delete static_cast<Group *>(group); }
 
-// Sums `tensor` (contiguous, CPU) in place across all ranks.
+// Sums `tensor` (contiguous; CPU for Gloo, the group's GPU for NCCL) in place across all
+// ranks.
 extern "C" int crnn_pg_all_reduce_sum(void *group, at::Tensor *tensor, char *error,
                                       size_t error_len) {
   return guarded(error, error_len, [&] {
@@ -95,11 +76,11 @@ extern "C" int crnn_pg_all_reduce_sum(void *group, at::Tensor *tensor, char *err
     c10d::AllreduceOptions opts;
     opts.reduceOp = c10d::ReduceOp::SUM;
     opts.timeout = g->timeout;
-    wait(g->gloo->allreduce(tensors, opts), g->timeout);
+    wait(g->backend->allreduce(tensors, opts), g->timeout);
   });
 }
 
-// Overwrites `tensor` (contiguous, CPU) on every rank with root's.
+// Overwrites `tensor` (contiguous, as above) on every rank with root's.
 extern "C" int crnn_pg_broadcast(void *group, at::Tensor *tensor, int root, char *error,
                                  size_t error_len) {
   return guarded(error, error_len, [&] {
@@ -108,7 +89,7 @@ extern "C" int crnn_pg_broadcast(void *group, at::Tensor *tensor, int root, char
     c10d::BroadcastOptions opts;
     opts.rootRank = root;
     opts.timeout = g->timeout;
-    wait(g->gloo->broadcast(tensors, opts), g->timeout);
+    wait(g->backend->broadcast(tensors, opts), g->timeout);
   });
 }
 
@@ -117,6 +98,10 @@ extern "C" int crnn_pg_barrier(void *group, char *error, size_t error_len) {
     auto *g = static_cast<Group *>(group);
     c10d::BarrierOptions opts;
     opts.timeout = g->timeout;
-    wait(g->gloo->barrier(opts), g->timeout);
+    if (g->device) {
+      opts.device = g->device;
+      opts.device_ids = {g->device->index()};
+    }
+    wait(g->backend->barrier(opts), g->timeout);
   });
 }

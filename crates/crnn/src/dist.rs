@@ -30,6 +30,21 @@ unsafe extern "C" {
         error_len: usize,
     ) -> c_int;
     fn crnn_pg_free(group: *mut c_void);
+    #[cfg(crnn_nccl)]
+    fn crnn_pg_new_nccl(
+        store_kind: c_int,
+        host: *const c_char,
+        port: c_int,
+        is_server: c_int,
+        file_path: *const c_char,
+        rank: c_int,
+        world: c_int,
+        timeout_ms: i64,
+        device_index: c_int,
+        out: *mut *mut c_void,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> c_int;
     fn crnn_pg_all_reduce_sum(
         group: *mut c_void,
         tensor: *const C_tensor,
@@ -102,6 +117,31 @@ pub struct GroupParams {
     ///
     /// Default: [`GlooDevice::Default`].
     pub gloo: GlooDevice,
+    /// Where the tensors of the collectives live. `Device::Cpu`: ProcessGroupGloo.
+    /// `Device::Cuda(i)`: ProcessGroupNCCL on GPU `i` when this build has it
+    /// ([`ProcessGroup::nccl_available`]), else Gloo with the tensors staged through host
+    /// memory.
+    ///
+    /// Default: `Device::Cpu`.
+    pub device: Device,
+}
+
+/// The c10d backend of a [`ProcessGroup`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CollectiveBackend {
+    /// ProcessGroupGloo over TCP (CPU tensors; others staged through host memory).
+    Gloo,
+    /// ProcessGroupNCCL (tensors on the group's GPU).
+    Nccl,
+}
+
+impl std::fmt::Display for CollectiveBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Gloo => "gloo",
+            Self::Nccl => "nccl",
+        })
+    }
 }
 
 impl GroupParams {
@@ -113,6 +153,7 @@ impl GroupParams {
             rendezvous,
             timeout: DEFAULT_TIMEOUT,
             gloo: GlooDevice::Default,
+            device: Device::Cpu,
         }
     }
 
@@ -132,7 +173,14 @@ impl GroupParams {
                 Some(name) => GlooDevice::Interface(name.clone()),
                 None => GlooDevice::Default,
             },
+            device: Device::Cpu,
         }
+    }
+
+    /// Sets [`device`](Self::device).
+    pub fn device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
     }
 
     /// Sets [`timeout`](Self::timeout).
@@ -152,14 +200,18 @@ impl GroupParams {
 /// `world_size` processes that all-reduce, broadcast and wait for each other. Every rank must
 /// make the same calls in the same order, with tensors of the same shapes and kinds.
 ///
-/// Tensors on a CUDA device are staged through host memory (Gloo on the CPU; NCCL is not
-/// bound). Every call is bounded by the group's timeout: a rank that never arrives, or dies,
+/// With [`GroupParams::device`] on CUDA it is ProcessGroupNCCL when this build has it
+/// ([`nccl_available`](Self::nccl_available)); otherwise tensors on a GPU are staged
+/// through host memory for Gloo. Every call is bounded by the group's timeout: a rank that never arrives, or dies,
 /// makes the others fail with [`Error::Distributed`] instead of hanging.
 pub struct ProcessGroup {
     raw: NonNull<c_void>,
     rank: usize,
     world_size: usize,
     timeout: Duration,
+    backend: CollectiveBackend,
+    /// Where the flat buffers of the collectives live.
+    buffer_device: Device,
     stats: std::cell::Cell<CommStats>,
 }
 
@@ -225,7 +277,12 @@ impl ProcessGroup {
             rendezvous,
             timeout,
             gloo,
+            device,
         } = params;
+        let backend = match device {
+            Device::Cuda(_) if Self::nccl_available() => CollectiveBackend::Nccl,
+            _ => CollectiveBackend::Gloo,
+        };
         let (rank, world_size) = (*rank, *world_size);
         if world_size == 0 || rank >= world_size {
             return Err(Error::InvalidConfig {
@@ -271,24 +328,44 @@ impl ProcessGroup {
         };
         let mut out: *mut c_void = std::ptr::null_mut();
         let mut error = vec![0 as c_char; 2048];
-        // SAFETY: every string is a live NUL-terminated CString for the call; the shim writes
-        // an owned group pointer (or null) into `out` and a message into `error`.
-        let rc = unsafe {
-            crnn_pg_new(
-                kind,
-                host.as_ptr(),
-                port,
-                is_server,
-                file.as_ptr(),
-                rank as c_int,
-                world_size as c_int,
-                timeout_ms,
-                gloo_host.as_ptr(),
-                gloo_iface.as_ptr(),
-                &mut out,
-                error.as_mut_ptr(),
-                error.len(),
-            )
+        let rc = match (backend, device) {
+            // SAFETY: as below, plus a CUDA device index for the call.
+            #[cfg(crnn_nccl)]
+            (CollectiveBackend::Nccl, Device::Cuda(index)) => unsafe {
+                crnn_pg_new_nccl(
+                    kind,
+                    host.as_ptr(),
+                    port,
+                    is_server,
+                    file.as_ptr(),
+                    rank as c_int,
+                    world_size as c_int,
+                    timeout_ms,
+                    *index as c_int,
+                    &mut out,
+                    error.as_mut_ptr(),
+                    error.len(),
+                )
+            },
+            // SAFETY: every string is a live NUL-terminated CString for the call; the shim
+            // writes an owned group pointer (or null) into `out` and a message into `error`.
+            _ => unsafe {
+                crnn_pg_new(
+                    kind,
+                    host.as_ptr(),
+                    port,
+                    is_server,
+                    file.as_ptr(),
+                    rank as c_int,
+                    world_size as c_int,
+                    timeout_ms,
+                    gloo_host.as_ptr(),
+                    gloo_iface.as_ptr(),
+                    &mut out,
+                    error.as_mut_ptr(),
+                    error.len(),
+                )
+            },
         };
         let where_ = match rendezvous {
             Rendezvous::Tcp { addr, port, .. } => format!("TCPStore {addr}:{port}"),
@@ -300,6 +377,11 @@ impl ProcessGroup {
                 rank,
                 world_size,
                 timeout: *timeout,
+                backend,
+                buffer_device: match backend {
+                    CollectiveBackend::Nccl => *device,
+                    CollectiveBackend::Gloo => Device::Cpu,
+                },
                 stats: Default::default(),
             }),
             _ => Err(Error::Distributed {
@@ -307,7 +389,7 @@ impl ProcessGroup {
                 world_size,
                 op: "joining the process group",
                 message: format!(
-                    "{} (rendezvous at {where_}, timeout {:.0?}: were all {world_size} ranks started, with the same address and port?)",
+                    "{backend}: {} (rendezvous at {where_}, timeout {:.0?}: were all {world_size} ranks started, with the same address and port?)",
                     c_message(&error),
                     timeout
                 ),
@@ -328,6 +410,17 @@ impl ProcessGroup {
     /// Whether this is rank 0, the one that writes files.
     pub fn is_main(&self) -> bool {
         self.rank == 0
+    }
+
+    /// Whether this build has ProcessGroupNCCL (built with the CUDA libtorch and its
+    /// headers; see the crate README).
+    pub fn nccl_available() -> bool {
+        cfg!(crnn_nccl)
+    }
+
+    /// The c10d backend in use.
+    pub fn backend(&self) -> CollectiveBackend {
+        self.backend
     }
 
     /// The bound on every call.
@@ -404,16 +497,17 @@ impl ProcessGroup {
         Ok(())
     }
 
-    /// Runs `op` on one flat CPU buffer holding all `tensors` (one call however many
-    /// tensors), then writes the result back into each tensor in place. Tensors of one
-    /// floating kind each; any device (non-CPU ones are staged through host memory).
+    /// Runs `op` on one flat buffer holding all `tensors` (one call however many tensors),
+    /// then writes the result back into each tensor in place. Tensors of one kind; any
+    /// device: the buffer is on the CPU for Gloo (other devices staged through host memory)
+    /// and on the group's GPU for NCCL.
     fn on_flat(
         &self,
         tensors: &mut [Tensor],
         op: impl FnOnce(&Tensor) -> Result<()>,
     ) -> Result<()> {
         if tensors.is_empty() {
-            return op(&Tensor::zeros([0], (Kind::Float, Device::Cpu)));
+            return op(&Tensor::zeros([0], (Kind::Float, self.buffer_device)));
         }
         let kind = tensors[0].f_kind()?;
         if let Some(t) = tensors.iter().find(|t| t.kind() != kind) {
@@ -425,7 +519,7 @@ impl ProcessGroup {
         tch::no_grad(|| -> Result<()> {
             let pieces: Vec<Tensor> = tensors
                 .iter()
-                .map(|t| t.f_reshape([-1])?.f_to_device(Device::Cpu))
+                .map(|t| t.f_reshape([-1])?.f_to_device(self.buffer_device))
                 .collect::<std::result::Result<_, _>>()?;
             let flat = Tensor::f_cat(&pieces, 0)?.f_contiguous()?;
             op(&flat)?;
@@ -466,14 +560,14 @@ impl ProcessGroup {
     /// need not be known there).
     pub fn broadcast_bytes(&self, bytes: &mut Vec<u8>, root: usize) -> Result<()> {
         self.check_root(root)?;
-        let len = Tensor::from_slice(&[bytes.len() as i64]);
+        let len = Tensor::from_slice(&[bytes.len() as i64]).f_to_device(self.buffer_device)?;
         self.raw_broadcast(&len, root)?;
         let n = len.f_int64_value(&[0])?.max(0) as usize;
         bytes.resize(n, 0);
-        let buffer = Tensor::f_from_slice(bytes.as_slice())?;
+        let buffer = Tensor::f_from_slice(bytes.as_slice())?.f_to_device(self.buffer_device)?;
         self.raw_broadcast(&buffer, root)?;
         bytes.clear();
-        bytes.extend(Vec::<u8>::try_from(&buffer)?);
+        bytes.extend(Vec::<u8>::try_from(&buffer.f_to_device(Device::Cpu)?)?);
         Ok(())
     }
 

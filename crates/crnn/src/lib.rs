@@ -30,7 +30,10 @@ pub use config::{CrnnConfig, PAPER_SLICE_FRAMES, TrainConfig};
 /// instruction set).
 pub use crnn_kernels;
 pub use data::{SliceSource, ViewSource};
-pub use dist::{CommStats, DEFAULT_TIMEOUT, GlooDevice, GroupParams, ProcessGroup, Rendezvous};
+pub use dist::{
+    CollectiveBackend, CommStats, DEFAULT_TIMEOUT, GlooDevice, GroupParams, ProcessGroup,
+    Rendezvous,
+};
 pub use dist_train::distributed_indices;
 pub use error::{Error, Result};
 pub use launch::{Launch, Launcher, first_slurm_host};

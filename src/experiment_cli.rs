@@ -57,6 +57,13 @@ pub enum SliceModeArg {
 /// training slices, 10.2 min in all): song split, 3 s slices, seed 0, 6 epochs. --paper-grid runs the
 /// paper's grid: song and album split x 1/3/5/10/20/30 s x seeds 0/21/42, up to 200 epochs,
 /// patience 10 (days on a CPU, hours on a GPU).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DistBackendArg {
+    Auto,
+    Gloo,
+    Nccl,
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "experiment", version)]
 pub struct Args {
@@ -118,6 +125,10 @@ pub struct Args {
     /// store) before it fails, in seconds.
     #[arg(long, default_value_t = 1800)]
     pub dist_timeout: u64,
+    /// Data-parallel training: the c10d backend (auto = NCCL on CUDA when built with it,
+    /// else Gloo; gloo on CUDA stages the gradients through host memory).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub dist_backend: DistBackendArg,
     /// Skip the t-SNE at the end.
     #[arg(long)]
     pub no_tsne: bool,
@@ -186,6 +197,11 @@ pub fn run(mut args: Args) -> Result<Outcome> {
             let params = crnn::GroupParams::from_launch(l)
                 .timeout(std::time::Duration::from_secs(args.dist_timeout.max(1)))
                 .device(device);
+            let params = match args.dist_backend {
+                DistBackendArg::Auto => params,
+                DistBackendArg::Gloo => params.backend(crnn::CollectiveBackend::Gloo),
+                DistBackendArg::Nccl => params.backend(crnn::CollectiveBackend::Nccl),
+            };
             let g = crnn::ProcessGroup::new(&params)?;
             eprintln!(
                 "distributed: rank {} of {} (local {} of {}), launched by {}, store at {}:{}{}, {} on {device:?}",

@@ -124,6 +124,12 @@ pub struct GroupParams {
     ///
     /// Default: `Device::Cpu`.
     pub device: Device,
+    /// The c10d backend, as `torch.distributed`'s `backend` argument; `None` chooses as
+    /// [`device`](Self::device) says. `Some(Gloo)` on a CUDA device stages through host
+    /// memory; `Some(Nccl)` needs a CUDA device and a build with NCCL.
+    ///
+    /// Default: `None`.
+    pub backend: Option<CollectiveBackend>,
 }
 
 /// The c10d backend of a [`ProcessGroup`].
@@ -154,6 +160,7 @@ impl GroupParams {
             timeout: DEFAULT_TIMEOUT,
             gloo: GlooDevice::Default,
             device: Device::Cpu,
+            backend: None,
         }
     }
 
@@ -174,12 +181,19 @@ impl GroupParams {
                 None => GlooDevice::Default,
             },
             device: Device::Cpu,
+            backend: None,
         }
     }
 
     /// Sets [`device`](Self::device).
     pub fn device(mut self, device: Device) -> Self {
         self.device = device;
+        self
+    }
+
+    /// Sets [`backend`](Self::backend).
+    pub fn backend(mut self, backend: CollectiveBackend) -> Self {
+        self.backend = Some(backend);
         self
     }
 
@@ -278,10 +292,25 @@ impl ProcessGroup {
             timeout,
             gloo,
             device,
+            backend,
         } = params;
-        let backend = match device {
-            Device::Cuda(_) if Self::nccl_available() => CollectiveBackend::Nccl,
-            _ => CollectiveBackend::Gloo,
+        let backend = match (backend, device) {
+            (None, Device::Cuda(_)) if Self::nccl_available() => CollectiveBackend::Nccl,
+            (None, _) => CollectiveBackend::Gloo,
+            (Some(CollectiveBackend::Nccl), Device::Cuda(_)) if !Self::nccl_available() => {
+                return Err(Error::InvalidConfig {
+                    field: "backend",
+                    rule: "nccl: this build has no ProcessGroupNCCL (crnn's build.rs compiles it with the CUDA libtorch; its cargo warning says why not)".into(),
+                });
+            }
+            (Some(CollectiveBackend::Nccl), Device::Cuda(_)) => CollectiveBackend::Nccl,
+            (Some(CollectiveBackend::Nccl), d) => {
+                return Err(Error::InvalidConfig {
+                    field: "backend",
+                    rule: format!("nccl needs a CUDA device, not {d:?}"),
+                });
+            }
+            (Some(CollectiveBackend::Gloo), _) => CollectiveBackend::Gloo,
         };
         let (rank, world_size) = (*rank, *world_size);
         if world_size == 0 || rank >= world_size {

@@ -217,6 +217,70 @@ fn collectives_over_file_store() {
     assert_all_ok(&launch_group("collectives-file", 2, dir.path(), &[]));
 }
 
+/// Says on the terminal (not the captured output) that a test was skipped, and why.
+fn skipped(test: &str, why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{test}: skipped ({why})");
+}
+
+#[test]
+fn cuda_tensors_through_gloo() {
+    if !tch::Cuda::is_available() {
+        return skipped("cuda_tensors_through_gloo", "no CUDA device");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    assert_all_ok(&launch_group(
+        "collectives-cuda",
+        2,
+        dir.path(),
+        &[("BACKEND", "gloo")],
+    ));
+}
+
+#[test]
+fn collectives_over_nccl_on_two_gpus() {
+    if !crnn::ProcessGroup::nccl_available() {
+        return skipped(
+            "collectives_over_nccl_on_two_gpus",
+            "this build has no ProcessGroupNCCL (CPU libtorch)",
+        );
+    }
+    if tch::Cuda::device_count() < 2 {
+        return skipped(
+            "collectives_over_nccl_on_two_gpus",
+            "NCCL needs a GPU per rank and fewer than 2 are visible",
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    assert_all_ok(&launch_group(
+        "collectives-cuda",
+        2,
+        dir.path(),
+        &[("BACKEND", "nccl")],
+    ));
+}
+
+#[test]
+fn nccl_is_refused_where_it_cannot_run() {
+    // Checked before any network call: a CPU device, or (CPU libtorch) no NCCL in the build.
+    let params = crnn::GroupParams::new(
+        0,
+        1,
+        crnn::Rendezvous::File {
+            path: "unused".into(),
+        },
+    )
+    .backend(crnn::CollectiveBackend::Nccl);
+    let err = crnn::ProcessGroup::new(&params).unwrap_err().to_string();
+    assert!(err.contains("nccl needs a CUDA device, not Cpu"), "{err}");
+    if !crnn::ProcessGroup::nccl_available() {
+        let err = crnn::ProcessGroup::new(&params.device(Device::Cuda(0)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("this build has no ProcessGroupNCCL"), "{err}");
+    }
+}
+
 #[test]
 fn a_rank_that_never_arrives_times_out_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crnn::{
-    Crnn2d, EpochRecord, ExistingRun, FitParams, GlooDevice, GroupParams, KerasAdam, Launch,
-    ProcessGroup, Rendezvous, TrainObserver, Trainer, train_step_distributed,
+    CollectiveBackend, Crnn2d, EpochRecord, ExistingRun, FitParams, GlooDevice, GroupParams,
+    KerasAdam, Launch, ProcessGroup, Rendezvous, TrainObserver, Trainer, train_step_distributed,
 };
 use tch::{Device, Kind, Tensor, nn};
 
@@ -27,29 +27,28 @@ fn env_usize(var: &str) -> usize {
     std::env::var(var).unwrap().parse().unwrap()
 }
 
-fn check_collectives(g: &ProcessGroup) {
+fn check_collectives(g: &ProcessGroup, device: Device) {
     let (r, w) = (g.rank(), g.world_size());
     assert_eq!(w, 2);
+    let cpu = |t: &Tensor| t.to_device(Device::Cpu).flatten(0, -1);
     // Two tensors of different shapes, one call.
     let mut ts = vec![
-        Tensor::from_slice(&[(r + 1) as f32, 2.0]),
-        Tensor::ones([2, 3], (Kind::Float, Device::Cpu)) * r as f64,
+        Tensor::from_slice(&[(r + 1) as f32, 2.0]).to_device(device),
+        Tensor::ones([2, 3], (Kind::Float, device)) * r as f64,
     ];
     g.all_reduce_sum(&mut ts).unwrap();
-    assert_eq!(Vec::<f32>::try_from(&ts[0]).unwrap(), vec![3.0, 4.0]);
-    assert_eq!(
-        Vec::<f32>::try_from(ts[1].flatten(0, -1)).unwrap(),
-        vec![1.0; 6]
-    );
-    let mut mean = [Tensor::from_slice(&[2.0 * r as f64, 5.0])];
+    assert_eq!(ts[0].device(), device, "results stay where the tensors are");
+    assert_eq!(Vec::<f32>::try_from(cpu(&ts[0])).unwrap(), vec![3.0, 4.0]);
+    assert_eq!(Vec::<f32>::try_from(cpu(&ts[1])).unwrap(), vec![1.0; 6]);
+    let mut mean = [Tensor::from_slice(&[2.0 * r as f64, 5.0]).to_device(device)];
     g.all_reduce_mean(&mut mean).unwrap();
-    assert_eq!(Vec::<f64>::try_from(&mean[0]).unwrap(), vec![1.0, 5.0]);
+    assert_eq!(Vec::<f64>::try_from(cpu(&mean[0])).unwrap(), vec![1.0, 5.0]);
     // In place into a view of a bigger tensor.
-    let big = Tensor::zeros([4], (Kind::Float, Device::Cpu)) + r as f64;
+    let big = Tensor::zeros([4], (Kind::Float, device)) + r as f64;
     let mut part = [big.narrow(0, 1, 2)];
     g.broadcast(&mut part, 1).unwrap();
     assert_eq!(
-        Vec::<f32>::try_from(&big).unwrap(),
+        Vec::<f32>::try_from(cpu(&big)).unwrap(),
         vec![r as f32, 1.0, 1.0, r as f32]
     );
     let mut bytes = if r == 0 {
@@ -186,7 +185,26 @@ fn dist_worker_process() {
     };
     let dir = PathBuf::from(std::env::var(DIR).unwrap());
     match scenario.as_str() {
-        "collectives-tcp" => check_collectives(&group_from_env()),
+        "collectives-tcp" => check_collectives(&group_from_env(), Device::Cpu),
+        "collectives-cuda" => {
+            // CUDA tensors: NCCL (each rank its own GPU) or Gloo through host memory (both
+            // ranks may share GPU 0), as BACKEND says.
+            let launch = Launch::from_env().unwrap().unwrap();
+            let nccl = std::env::var("BACKEND").unwrap() == "nccl";
+            let device = Device::Cuda(if nccl { launch.rank } else { 0 });
+            let params = GroupParams::from_launch(&launch)
+                .timeout(TIMEOUT)
+                .gloo(GlooDevice::Hostname("127.0.0.1".into()))
+                .device(device)
+                .backend(if nccl {
+                    CollectiveBackend::Nccl
+                } else {
+                    CollectiveBackend::Gloo
+                });
+            let g = ProcessGroup::new(&params).unwrap();
+            assert_eq!(g.backend() == CollectiveBackend::Nccl, nccl);
+            check_collectives(&g, device);
+        }
         "collectives-file" => {
             let params = GroupParams::new(
                 env_usize("RANK"),
@@ -197,7 +215,7 @@ fn dist_worker_process() {
             )
             .timeout(TIMEOUT)
             .gloo(GlooDevice::Hostname("127.0.0.1".into()));
-            check_collectives(&ProcessGroup::new(&params).unwrap());
+            check_collectives(&ProcessGroup::new(&params).unwrap(), Device::Cpu);
         }
         "alone" => {
             // Rank 0 of 2 with nobody else: joining must fail within about the timeout.

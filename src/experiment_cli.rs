@@ -49,6 +49,16 @@ pub enum SliceModeArg {
     AllFull,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DistBackendArg {
+    /// NCCL on CUDA when this build has it, else Gloo.
+    Auto,
+    /// Gloo (on CUDA through host memory).
+    Gloo,
+    /// NCCL (CUDA only).
+    Nccl,
+}
+
 /// Trains and evaluates the paper's CRNN2D for each split x slice length x seed and writes
 /// OUT/<split>/<slice_frames>/seed-<seed>/{report.json, model/, *.png}, OUT/summary.{md,csv}
 /// and OUT/tsne.{csv,png}. Finished runs are skipped on a re-run; --resume continues a killed
@@ -57,13 +67,6 @@ pub enum SliceModeArg {
 /// training slices, 10.2 min in all): song split, 3 s slices, seed 0, 6 epochs. --paper-grid runs the
 /// paper's grid: song and album split x 1/3/5/10/20/30 s x seeds 0/21/42, up to 200 epochs,
 /// patience 10 (days on a CPU, hours on a GPU).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DistBackendArg {
-    Auto,
-    Gloo,
-    Nccl,
-}
-
 #[derive(Parser, Debug)]
 #[command(name = "experiment", version)]
 pub struct Args {

@@ -92,12 +92,12 @@ fn nccl(lib: &std::path::Path, include: &std::path::Path, abi: &str) {
         .filter(|p| p.is_dir())
         .collect();
     dirs.sort();
-    dirs.extend(
-        dirs.clone()
-            .iter()
-            .map(|d| d.join("cccl"))
-            .filter(|d| d.is_dir()),
-    );
+    let cccl: Vec<PathBuf> = dirs
+        .iter()
+        .map(|d| d.join("cccl"))
+        .filter(|d| d.is_dir())
+        .collect();
+    dirs.extend(cccl);
     let missing: Vec<&str> = [
         "nccl.h",
         "cuda_runtime_api.h",

@@ -20,6 +20,15 @@ pub struct KerasAdam {
     epsilon: f64,
 }
 
+/// The gradient of variable `p`: the one listed for it in `gradients` (sharing storage),
+/// else autograd's (undefined when it has none).
+fn gradient_of(p: &Tensor, gradients: &[(Tensor, Tensor)]) -> Tensor {
+    gradients
+        .iter()
+        .find(|(var, _)| var.data_ptr() == p.data_ptr())
+        .map_or_else(|| p.grad(), |(_, g)| g.shallow_clone())
+}
+
 impl KerasAdam {
     /// Adam over the trainable variables of `vs` (in name order), zero moments, step 0.
     pub fn new(vs: &nn::VarStore, config: &TrainConfig) -> Self {
@@ -79,14 +88,7 @@ impl KerasAdam {
         let lr_t = self.lr * (1.0 - self.beta2.powi(t)).sqrt() / (1.0 - self.beta1.powi(t));
         tch::no_grad(|| {
             for ((p, m), v) in self.params.iter().zip(&mut self.m).zip(&mut self.v) {
-                let given = gradients
-                    .iter()
-                    .find(|(var, _)| var.data_ptr() == p.data_ptr())
-                    .map(|(_, g)| g.shallow_clone());
-                let g = match given {
-                    Some(g) => g,
-                    None => p.grad(),
-                };
+                let g = gradient_of(p, gradients);
                 if !g.defined() {
                     continue;
                 }
@@ -107,13 +109,8 @@ impl KerasAdam {
     pub fn gradients(&self, gradients: &[(Tensor, Tensor)]) -> Vec<Tensor> {
         self.params
             .iter()
-            .filter_map(|p| {
-                let g = gradients
-                    .iter()
-                    .find(|(var, _)| var.data_ptr() == p.data_ptr())
-                    .map_or_else(|| p.grad(), |(_, g)| g.shallow_clone());
-                g.defined().then_some(g)
-            })
+            .map(|p| gradient_of(p, gradients))
+            .filter(Tensor::defined)
             .collect()
     }
 

@@ -1,5 +1,5 @@
 //! [`ProcessGroup`]: c10d's ProcessGroupGloo (the collectives `torch.distributed` uses on
-//! CPU), through the C++ shim, for data-parallel training.
+//! CPU) or ProcessGroupNCCL (on CUDA), through the C++ shim, for data-parallel training.
 
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::path::PathBuf;
@@ -167,21 +167,17 @@ impl GroupParams {
     /// What a launcher's environment says ([`Launch`]): its ranks, a TCPStore at
     /// `MASTER_ADDR:MASTER_PORT`, and `GLOO_SOCKET_IFNAME` (its first name) when set.
     pub fn from_launch(launch: &Launch) -> Self {
+        let rendezvous = Rendezvous::Tcp {
+            addr: launch.master_addr.clone(),
+            port: launch.master_port,
+            agent_store: launch.agent_store,
+        };
         Self {
-            rank: launch.rank,
-            world_size: launch.world_size,
-            rendezvous: Rendezvous::Tcp {
-                addr: launch.master_addr.clone(),
-                port: launch.master_port,
-                agent_store: launch.agent_store,
-            },
-            timeout: DEFAULT_TIMEOUT,
             gloo: match &launch.gloo_socket_ifname {
                 Some(name) => GlooDevice::Interface(name.clone()),
                 None => GlooDevice::Default,
             },
-            device: Device::Cpu,
-            backend: None,
+            ..Self::new(launch.rank, launch.world_size, rendezvous)
         }
     }
 
@@ -216,8 +212,9 @@ impl GroupParams {
 ///
 /// With [`GroupParams::device`] on CUDA it is ProcessGroupNCCL when this build has it
 /// ([`nccl_available`](Self::nccl_available)); otherwise tensors on a GPU are staged
-/// through host memory for Gloo. Every call is bounded by the group's timeout: a rank that never arrives, or dies,
-/// makes the others fail with [`Error::Distributed`] instead of hanging.
+/// through host memory for Gloo. Every call is bounded by the group's timeout: a rank that
+/// never arrives, or dies, makes the others fail with [`Error::Distributed`] instead of
+/// hanging.
 pub struct ProcessGroup {
     raw: NonNull<c_void>,
     rank: usize,
@@ -245,9 +242,9 @@ impl CommStats {
     /// What happened between `earlier` and `self`.
     pub fn since(&self, earlier: &CommStats) -> CommStats {
         CommStats {
-            calls: self.calls - earlier.calls.min(self.calls),
+            calls: self.calls.saturating_sub(earlier.calls),
             seconds: self.seconds - earlier.seconds,
-            bytes: self.bytes - earlier.bytes.min(self.bytes),
+            bytes: self.bytes.saturating_sub(earlier.bytes),
         }
     }
 }
@@ -498,7 +495,7 @@ impl ProcessGroup {
         }
     }
 
-    /// Sums a contiguous CPU tensor in place across the group.
+    /// Sums a contiguous tensor on the group's buffer device in place across the group.
     fn raw_all_reduce_sum(&self, flat: &Tensor) -> Result<()> {
         let bytes = flat.numel() * flat.kind().elt_size_in_bytes();
         self.collective("all_reduce", bytes, |raw, error, len| {

@@ -92,9 +92,13 @@ pub(crate) fn broadcast_variables(
         .filter(|(_, t)| trainable.is_none_or(|want| t.requires_grad() == want))
         .collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut kinds: Vec<Kind> = named.iter().map(|(_, t)| t.kind()).collect();
-    kinds.sort_by_key(|k| format!("{k:?}"));
-    kinds.dedup();
+    // Kinds in order of first appearance: the same on every rank (names are sorted).
+    let mut kinds: Vec<Kind> = Vec::new();
+    for (_, t) in &named {
+        if !kinds.contains(&t.kind()) {
+            kinds.push(t.kind());
+        }
+    }
     for kind in kinds {
         let mut of_kind: Vec<Tensor> = named
             .iter()

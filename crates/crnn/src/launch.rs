@@ -140,20 +140,20 @@ impl Launch {
         let (rank, world) = (number(get, "RANK")?, number(get, "WORLD_SIZE")?);
         let launch = if rank.is_some() || world.is_some() {
             let why = "torchrun's contract sets RANK and WORLD_SIZE together";
-            let rank = match rank {
-                Some(r) => r,
-                None => {
+            let (rank, world_size) = match (rank, world) {
+                (Some(r), Some(w)) => (r, w),
+                (None, _) => {
                     return Err(bad(
                         "RANK",
                         format!("is not set, but WORLD_SIZE is ({why})"),
                     ));
                 }
-            };
-            let Some(world_size) = world else {
-                return Err(bad(
-                    "WORLD_SIZE",
-                    format!("is not set, but RANK is ({why})"),
-                ));
+                (_, None) => {
+                    return Err(bad(
+                        "WORLD_SIZE",
+                        format!("is not set, but RANK is ({why})"),
+                    ));
+                }
             };
             let why = "RANK and WORLD_SIZE are (env:// rendezvous needs the store's address)";
             let master_addr = required(get, "MASTER_ADDR", why)?;
@@ -220,9 +220,9 @@ impl Launch {
         } else {
             return Ok(None);
         };
-        let (rank_var, world_var) = match launch.launcher {
-            Launcher::Slurm => ("SLURM_PROCID", "SLURM_NTASKS"),
-            _ => ("RANK", "WORLD_SIZE"),
+        let (rank_var, world_var, local_var) = match launch.launcher {
+            Launcher::Slurm => ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"),
+            _ => ("RANK", "WORLD_SIZE", "LOCAL_RANK"),
         };
         if launch.world_size == 0 {
             return Err(bad(world_var, "is 0".into()));
@@ -238,7 +238,7 @@ impl Launch {
         }
         if launch.local_rank >= launch.local_world_size.max(1) {
             return Err(bad(
-                "LOCAL_RANK",
+                local_var,
                 format!(
                     "{} is not below the local world size {}",
                     launch.local_rank, launch.local_world_size

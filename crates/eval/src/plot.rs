@@ -129,8 +129,11 @@ pub fn plot_confusion(
         * 9
         + 20;
     let (left, top) = (label_w + 40, 60);
+    // Wide enough for the title too (22 px sans-serif: about 12 px a character), which
+    // starts above the matrix and was clipped for small class counts.
+    let title_w = title.chars().count() as u32 * 12 + 20;
     let size = (
-        left + cell * n as u32 + 40,
+        left + (cell * n as u32 + 40).max(title_w),
         top + cell * n as u32 + label_w + 40,
     );
     draw_png(path, size, |root| {

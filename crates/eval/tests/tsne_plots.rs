@@ -172,3 +172,21 @@ fn bad_plot_inputs_are_errors() {
     let pts = Array2::<f32>::zeros((2, 2));
     assert!(plot_scatter(&dir.path().join("z.png"), pts.view(), &[0, 5], &names, "t").is_err());
 }
+
+#[test]
+fn a_long_title_widens_a_small_confusion_plot() {
+    // Five classes draw a ~470 px wide matrix; the experiment's title is longer than that.
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..5).map(|i| format!("artist_{i}")).collect();
+    let t: Vec<usize> = (0..50).map(|i| i % 5).collect();
+    let cm = normalize_rows(&confusion_matrix(&t, &t, 5).unwrap());
+    let path = dir.path().join("confusion.png");
+    let title = "Slice level: song split, 94 frames, seed 0";
+    plot_confusion(&path, &cm, &names, title).unwrap();
+    let (w, _) = png_size(&path);
+    assert!(
+        w as usize >= title.len() * 12,
+        "{w} px for a {}-character title",
+        title.len()
+    );
+}

@@ -12,6 +12,7 @@ mod mel_bins;
 mod parallel;
 mod plan;
 mod simd;
+mod winograd;
 
 pub use conv1::{Conv1, Conv1Grads, GradIn, InputNorm, Plane, Winners};
 pub use dense::PooledOut;
@@ -21,3 +22,6 @@ pub use isa::{ISA_ENV, Isa};
 pub use math::{DropoutMask, elu, expm1_nonpositive};
 pub use parallel::{Parallel, Serial};
 pub use plan::{Machine, Plan};
+pub use winograd::{
+    TILE_ELEMENTS, WinogradShape, winograd_weight_grad, winograd_weights, winograd_weights_flipped,
+};

@@ -8,7 +8,9 @@ mod common;
 use std::sync::Arc;
 
 use common::{affine_for, bits, bits64, noise, plans_to_compare};
-use crnn_kernels::{DropoutMask, Geometry, GradIn, InputNorm, Plan, Plane, PooledOut, Serial, elu};
+use crnn_kernels::{
+    DropoutMask, Geometry, GradIn, InputNorm, Plan, Plane, PooledOut, Serial, WinogradShape, elu,
+};
 
 /// Everything the dense passes produce on `g`, as bits.
 fn dense_outputs(plan: &Plan, g: Geometry, k: u64) -> Vec<(String, Vec<u64>)> {
@@ -139,6 +141,45 @@ fn conv1_outputs(plan: &Plan, g: Geometry, k: u64) -> Vec<(String, Vec<u64>)> {
     out
 }
 
+/// Everything the Winograd transforms produce, as bits: a batch of odd-sized images with a
+/// ragged channel vector, transformed in two chunks of tile rows.
+fn winograd_outputs(plan: &Plan, c: usize, k: u64) -> Vec<(String, Vec<u64>)> {
+    let widen = |v: Vec<u32>| v.into_iter().map(u64::from).collect::<Vec<_>>();
+    let g = WinogradShape { n: 2, h: 7, w: 9 };
+    let x = noise(400 + k, g.len(c));
+    let bias = noise(401 + k, c);
+    let mut out = vec![];
+    let mut y = vec![0f32; g.len(c)];
+    for rows in [0..3, 3..g.tile_rows()] {
+        let mut v = vec![0f32; g.domain_len(&rows, c)];
+        plan.winograd_input(&x, g, c, rows.clone(), &mut v).unwrap();
+        out.push((format!("winograd_input {rows:?}"), widen(bits(&v))));
+        plan.winograd_output_grad(&x, g, c, rows.clone(), &mut v)
+            .unwrap();
+        out.push((format!("winograd_output_grad {rows:?}"), widen(bits(&v))));
+        plan.winograd_output(&v, g, c, Some(&bias), rows, &mut y)
+            .unwrap();
+    }
+    out.push(("winograd_output".into(), widen(bits(&y))));
+    out
+}
+
+#[test]
+fn every_instruction_set_equals_the_portable_build_bit_for_bit_winograd() {
+    let (portable, others) = plans_to_compare("winograd transforms");
+    for (k, c) in [5usize, 16, 64, 70].into_iter().enumerate() {
+        let want = winograd_outputs(&portable, c, k as u64);
+        for plan in &others {
+            let got = winograd_outputs(plan, c, k as u64);
+            assert_same(
+                &format!("{} vs portable, {c} channels", plan.isa()),
+                &got,
+                &want,
+            );
+        }
+    }
+}
+
 fn dense_shapes() -> Vec<Geometry> {
     let mut gs = common::dense_geometries();
     let g = |n, f, t, c, pf, pt| Geometry { n, f, t, c, pf, pt };
@@ -206,4 +247,11 @@ fn results_do_not_depend_on_the_runner_or_its_threads() {
     let serial = base.clone().with_parallel(Arc::new(Serial));
     assert_same("serial", &dense_outputs(&serial, g, 1), &want_dense);
     assert_same("serial", &conv1_outputs(&serial, g, 1), &want_conv1);
+    let want_winograd = winograd_outputs(&base, 64, 1);
+    for threads in [1, 3] {
+        let plan = base
+            .clone()
+            .with_parallel(Arc::new(common::Rayon::new(threads)));
+        assert_same("rayon", &winograd_outputs(&plan, 64, 1), &want_winograd);
+    }
 }

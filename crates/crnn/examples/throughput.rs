@@ -1,5 +1,5 @@
 //! Quick throughput check outside criterion:
-//! `cargo run --release -p crnn --example throughput -- [--frames 94] [--threads 2] [--no-malloc] [--nchw] [--device cuda] [--only infer|train] [--reps 3] [--libtorch-ops] [--isa avx512|avx2|portable]`
+//! `cargo run --release -p crnn --example throughput -- [--frames 94] [--threads 2] [--no-malloc] [--nchw] [--device cuda] [--only infer|train] [--reps 3] [--libtorch-ops] [--isa avx512|avx2|portable] [--conv winograd|direct]`
 //!
 //! The backend is the device's default (`ConvBackend::default_for`, which honours
 //! `CRNN_KERNELS_ISA`); `--libtorch-ops` or `--isa` override it. It is printed to stderr, the
@@ -39,9 +39,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else if let Some(isa) = arg("--isa") {
         model.set_backend(ConvBackend::FusedCpu(isa.parse()?))?;
     }
+    if let Some(conv) = arg("--conv") {
+        model.set_conv_algorithm(crnn::ConvAlgorithm::from_name(&conv)?);
+    }
     eprintln!(
-        "backend {}, CPU kernels available: {:?}",
+        "backend {} ({} 3x3 convolutions), CPU kernels available: {:?}",
         model.backend(),
+        model.conv_algorithm(),
         crnn::crnn_kernels::Isa::available()
     );
     let mut adam = KerasAdam::new(&vs, &TrainConfig::default());

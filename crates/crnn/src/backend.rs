@@ -26,6 +26,45 @@ pub enum ConvBackend {
     FusedCpu(Isa),
 }
 
+/// How [`ConvBackend::FusedCpu`] runs the 3x3 "same" convolutions of blocks 2-4
+/// ([`Crnn2d::set_conv_algorithm`](crate::Crnn2d::set_conv_algorithm)). Both compute the same
+/// convolution; they differ in rounding (Winograd's f32 error is ~1e-7 of the output's
+/// magnitude, tested against an f64 direct convolution in `crnn_kernels`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ConvAlgorithm {
+    /// Winograd F(2x2, 3x3): the transforms are [`crnn_kernels`] passes, the 16 products in
+    /// the Winograd domain are libtorch batched matmuls (MKL's GEMM). 2.25x fewer
+    /// multiply-adds than the direct convolution, for the forward pass and both gradients.
+    /// The default.
+    #[default]
+    Winograd,
+    /// oneDNN's direct convolution through libtorch, the one the libtorch-op path runs.
+    Direct,
+}
+
+impl ConvAlgorithm {
+    /// `winograd` or `direct`.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "winograd" => Ok(Self::Winograd),
+            "direct" => Ok(Self::Direct),
+            _ => Err(Error::InvalidConfig {
+                field: "conv algorithm",
+                rule: format!("{name:?} is neither winograd nor direct"),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for ConvAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Winograd => "winograd",
+            Self::Direct => "direct",
+        })
+    }
+}
+
 impl ConvBackend {
     /// The default for `device`: on the CPU, [`FusedCpu`](Self::FusedCpu) with the
     /// instruction set that `CRNN_KERNELS_ISA` names, else the fastest this CPU has; but

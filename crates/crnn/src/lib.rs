@@ -20,7 +20,7 @@ mod trainer;
 mod tuning;
 
 pub use adam::KerasAdam;
-pub use backend::{ConvBackend, LibtorchThreads};
+pub use backend::{ConvAlgorithm, ConvBackend, LibtorchThreads};
 pub use checkpoint::{
     CONFIG_FILE, EpochRecord, HISTORY_FILE, ModelFile, RunStatus, TrainedModel, WEIGHTS_FILE,
     read_history,

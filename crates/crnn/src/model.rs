@@ -7,7 +7,7 @@ use crnn_kernels::Plan;
 
 use crate::fused::{self, ConvStack};
 use crate::layers::{KerasBatchNorm, KerasGru, glorot_uniform, to_channels_last};
-use crate::{ConvBackend, CrnnConfig, Error, Result};
+use crate::{ConvAlgorithm, ConvBackend, CrnnConfig, Error, Result};
 
 /// CRNN2D (`src/models.py`), Keras-exact. Input `[batch, 1, n_mels, slice_frames]` (the NCHW
 /// view of Keras's channels-last `(n_mels, frames, 1)`):
@@ -39,6 +39,8 @@ pub struct Crnn2d {
     dense_bias: Tensor,
     channels_last: bool,
     backend: ConvBackend,
+    /// How `FusedCpu` runs the convolutions of blocks 2-4.
+    algorithm: ConvAlgorithm,
     /// The fused passes' plan, for `ConvBackend::FusedCpu`.
     plan: Option<Plan>,
 }
@@ -48,6 +50,7 @@ impl std::fmt::Debug for Crnn2d {
         f.debug_struct("Crnn2d")
             .field("config", &self.config)
             .field("backend", &self.backend)
+            .field("algorithm", &self.algorithm)
             .field("channels_last", &self.channels_last)
             .finish_non_exhaustive()
     }
@@ -103,6 +106,7 @@ impl Crnn2d {
             dense_bias,
             channels_last: false,
             backend: ConvBackend::LibtorchOps,
+            algorithm: ConvAlgorithm::default(),
             plan: None,
         };
         model.set_backend(backend)?;
@@ -145,6 +149,18 @@ impl Crnn2d {
         self.backend
     }
 
+    /// How [`ConvBackend::FusedCpu`] runs the 3x3 convolutions of blocks 2-4 from now on
+    /// (default [`ConvAlgorithm::Winograd`]; the libtorch-op path always runs libtorch's
+    /// convolution).
+    pub fn set_conv_algorithm(&mut self, algorithm: ConvAlgorithm) {
+        self.algorithm = algorithm;
+    }
+
+    /// How `FusedCpu` runs the convolutions of blocks 2-4.
+    pub fn conv_algorithm(&self) -> ConvAlgorithm {
+        self.algorithm
+    }
+
     pub(crate) fn conv_stack(&self) -> ConvStack<'_> {
         ConvStack {
             bn_in: &self.bn_in,
@@ -153,6 +169,7 @@ impl Crnn2d {
             bns: &self.bns,
             pools: self.config.pool_sizes,
             dropout: self.config.conv_dropout,
+            algorithm: self.algorithm,
         }
     }
 

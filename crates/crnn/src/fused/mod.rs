@@ -17,12 +17,14 @@ use crnn_kernels::{
 };
 use tch::{Kind, Tensor};
 
-use crate::Result;
 use crate::layers::KerasBatchNorm;
+use crate::{ConvAlgorithm, Result};
 pub(crate) use conv::conv2d_same_backward;
 use conv::{as_slice, as_slice_mut};
+use winograd::Conv3x3;
 
 mod conv;
+mod winograd;
 
 /// What the fused passes need of the network.
 pub(crate) struct ConvStack<'a> {
@@ -32,6 +34,43 @@ pub(crate) struct ConvStack<'a> {
     pub bns: &'a [KerasBatchNorm],
     pub pools: [(usize, usize); 4],
     pub dropout: f64,
+    /// How the 3x3 convolutions of blocks 2-4 run.
+    pub algorithm: ConvAlgorithm,
+}
+
+impl ConvStack<'_> {
+    /// Whether block `i`'s convolution runs by Winograd.
+    fn winograd(&self, i: usize) -> bool {
+        self.algorithm == ConvAlgorithm::Winograd
+            && self.kernels.get(i).is_some_and(|k| k.size()[2..] == [3, 3])
+    }
+
+    /// The Winograd convolution of each block that runs one (None for the others), its
+    /// kernel transformed once for the batch.
+    fn winograd_convs(&self) -> Result<Vec<Option<Conv3x3>>> {
+        (0..self.kernels.len())
+            .map(|i| {
+                (i > 0 && self.winograd(i))
+                    .then(|| Conv3x3::new(&self.kernels[i], &self.biases[i]))
+                    .transpose()
+            })
+            .collect()
+    }
+
+    /// Block `i`'s (`i >= 1`) convolution of the previous block's NHWC output `y`, NHWC out:
+    /// by `wino[i]` where there is one, else by oneDNN.
+    fn conv_nhwc(
+        &self,
+        plan: &Plan,
+        i: usize,
+        wino: &[Option<Conv3x3>],
+        y: &Tensor,
+    ) -> Result<Tensor> {
+        match wino.get(i) {
+            Some(Some(conv)) => conv.forward(plan, y),
+            _ => nhwc(&conv(&nchw_view(y)?, &self.kernels[i], &self.biases[i])?),
+        }
+    }
 }
 
 fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
@@ -154,6 +193,7 @@ pub(crate) fn eval_stack(plan: &Plan, stack: &ConvStack<'_>, xs: &Tensor) -> Res
         let conv1 = conv1_params(&stack.kernels[0], &stack.biases[0])?;
         let zs = as_slice(&z, "input BatchNorm output")?;
         let micro = plan.micro_batch(eval_bytes_per_slice(stack, f, t)) as i64;
+        let wino = stack.winograd_convs()?;
         let plane_len = f * t;
         let mut outs = Vec::new();
         let mut start = 0;
@@ -173,9 +213,8 @@ pub(crate) fn eval_stack(plan: &Plan, stack: &ConvStack<'_>, xs: &Tensor) -> Res
                 &affines[0],
                 as_slice_mut(&mut y, "block-1 output")?,
             )?;
-            let mut h = nchw_view(&y)?;
             for (i, affine) in affines.iter().enumerate().skip(1) {
-                let c = nhwc(&conv(&h, &stack.kernels[i], &stack.biases[i])?)?;
+                let c = stack.conv_nhwc(plan, i, &wino, &y)?;
                 let g = geometry(&c, stack.pools[i]);
                 y = pooled(g)?;
                 plan.pool_elu_affine(
@@ -184,7 +223,6 @@ pub(crate) fn eval_stack(plan: &Plan, stack: &ConvStack<'_>, xs: &Tensor) -> Res
                     affine,
                     as_slice_mut(&mut y, "pooled output")?,
                 )?;
-                h = nchw_view(&y)?;
             }
             outs.push(y);
             start += len;
@@ -195,7 +233,8 @@ pub(crate) fn eval_stack(plan: &Plan, stack: &ConvStack<'_>, xs: &Tensor) -> Res
 
 /// What the backward pass needs of one block's forward pass.
 struct BlockTape {
-    /// The conv input (NCHW shape, channels-last strides; block 1: the input-BatchNorm output).
+    /// The conv input: the previous block's output, NHWC `[n, f, t, c]` contiguous (block 1:
+    /// the input-BatchNorm output, `[n, 1, f, t]`).
     input: Tensor,
     /// The ELU output at every position, NHWC, which becomes the conv-output gradient in
     /// place. None for block 1, whose conv output is recomputed instead of stored.
@@ -306,17 +345,17 @@ pub(crate) fn train_forward(
             mask,
         });
 
-        // Blocks 2-4: oneDNN conv, then the dense passes.
-        let mut h = nchw_view(&y)?;
+        // Blocks 2-4: Winograd or oneDNN conv, then the dense passes.
+        let wino = stack.winograd_convs()?;
         for i in 1..stack.kernels.len() {
-            let mut e = nhwc(&conv(&h, &stack.kernels[i], &stack.biases[i])?)?;
+            let mut e = stack.conv_nhwc(plan, i, &wino, &y)?;
             let g = geometry(&e, stack.pools[i]);
             let sums = plan.elu_with_stats(as_slice_mut(&mut e, "conv output")?, g)?;
             let (mean, invstd) = batch_statistics(&stack.bns[i], &sums, g.positions());
             let gamma = to_vec(&stack.bns[i].gamma)?;
             let aff = Affine::training(&gamma, &to_vec(&stack.bns[i].beta)?, &mean, &invstd);
             let mask = DropoutMask::new(stack.dropout, block_key(key, i));
-            y = pooled(g)?;
+            let input = std::mem::replace(&mut y, pooled(g)?);
             let (mut index, mut value) = (vec![0u8; g.pooled_len()], vec![0f32; g.pooled_len()]);
             plan.pool_train(
                 as_slice(&e, "ELU output")?,
@@ -330,7 +369,7 @@ pub(crate) fn train_forward(
                 },
             )?;
             blocks.push(BlockTape {
-                input: h,
+                input,
                 elu: Some(e),
                 geometry: g,
                 index,
@@ -340,7 +379,6 @@ pub(crate) fn train_forward(
                 gamma,
                 mask,
             });
-            h = nchw_view(&y)?;
         }
         Ok((
             y,
@@ -440,11 +478,18 @@ pub(crate) fn train_backward(
                         g,
                         &bn,
                     )?;
-                    let grad_out = nchw_view(elu)?;
-                    let (d_input, d_kernel) =
-                        conv2d_same_backward(&grad_out, &blk.input, &stack.kernels[i])?;
-                    // NHWC gradient of the previous block's output.
-                    d = d_input.f_permute([0, 2, 3, 1])?.f_contiguous()?;
+                    // The NHWC gradient of the previous block's output.
+                    let d_kernel;
+                    (d, d_kernel) = if stack.winograd(i) {
+                        winograd::conv3x3_backward(plan, elu, &blk.input, &stack.kernels[i])?
+                    } else {
+                        let (d_input, d_kernel) = conv2d_same_backward(
+                            &nchw_view(elu)?,
+                            &nchw_view(&blk.input)?,
+                            &stack.kernels[i],
+                        )?;
+                        (d_input.f_permute([0, 2, 3, 1])?.f_contiguous()?, d_kernel)
+                    };
                     (d_kernel, f32_tensor(&bias))
                 }
             };

@@ -6,7 +6,7 @@ use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor, nn};
 
 use crate::model::keras_categorical_crossentropy;
-use crate::{ConvBackend, Crnn2d, CrnnConfig};
+use crate::{ConvAlgorithm, ConvBackend, Crnn2d, CrnnConfig};
 
 /// libtorch's RNG is process-wide: tests that seed it take turns.
 static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -65,8 +65,13 @@ fn max_rel(a: &Tensor, b: &Tensor) -> f64 {
 #[test]
 fn fused_inference_matches_libtorch_ops() {
     let _g = TORCH.lock().unwrap_or_else(|e| e.into_inner());
-    for frames in [94i64, 32] {
+    for (frames, algorithm) in [
+        (94i64, ConvAlgorithm::Winograd),
+        (32, ConvAlgorithm::Winograd),
+        (94, ConvAlgorithm::Direct),
+    ] {
         let (_vs, mut model) = network(frames as usize, true);
+        model.set_conv_algorithm(algorithm);
         // 37: several micro-batches and a short last one.
         let xs = input(37, frames);
         let fused = tch::no_grad(|| model.f_forward_t(&xs, false)).unwrap();
@@ -77,7 +82,7 @@ fn fused_inference_matches_libtorch_ops() {
         let (d, de) = (max_rel(&fused, &reference), max_rel(&emb, &ref_emb));
         assert!(
             d < 2e-5 && de < 2e-5,
-            "{frames} frames: logits {d:e}, bottleneck {de:e}"
+            "{frames} frames, {algorithm}: logits {d:e}, bottleneck {de:e}"
         );
         let agree = fused
             .argmax(-1, false)
@@ -137,14 +142,19 @@ fn gather_pool(h: &Tensor, index: &[u8], pool: (usize, usize)) -> (Tensor, usize
 #[test]
 fn fused_training_gradients_match_autograd() {
     let _g = TORCH.lock().unwrap_or_else(|e| e.into_inner());
-    for seed in [2, 5] {
-        gradients_match_for_input(seed);
+    for (seed, algorithm) in [
+        (2, ConvAlgorithm::Winograd),
+        (5, ConvAlgorithm::Winograd),
+        (2, ConvAlgorithm::Direct),
+    ] {
+        gradients_match_for_input(seed, algorithm);
     }
 }
 
-fn gradients_match_for_input(seed: i64) {
+fn gradients_match_for_input(seed: i64, algorithm: ConvAlgorithm) {
     let frames = 94;
-    let (vs_f, model_f) = network(frames, false);
+    let (vs_f, mut model_f) = network(frames, false);
+    model_f.set_conv_algorithm(algorithm);
     let (vs_r, mut model_r) = network(frames, false);
     let (mut vs_d, mut model_d) = network(frames, false);
     model_r.set_backend(ConvBackend::LibtorchOps).unwrap();
@@ -257,11 +267,11 @@ fn gradients_match_for_input(seed: i64) {
         let (ef, er) = (mean_rel(&g_f), mean_rel(&g_r));
         let (mf, mr) = (max_rel(&g_f, &g_d), max_rel(&g_r, &g_d));
         eprintln!(
-            "seed {seed} {name:24} mean rel err fused {ef:.1e} libtorch {er:.1e}; max {mf:.1e} / {mr:.1e}"
+            "seed {seed} {algorithm} {name:24} mean rel err fused {ef:.1e} libtorch {er:.1e}; max {mf:.1e} / {mr:.1e}"
         );
         assert!(
             ef < 5e-5 && mf < 1e-4,
-            "{name}: fused error vs f64 mean {ef:e} max {mf:e} (libtorch f32: {er:e} / {mr:e})"
+            "{name} ({algorithm}): fused error vs f64 mean {ef:e} max {mf:e} (libtorch f32: {er:e} / {mr:e})"
         );
         checked += 1;
     }

@@ -10,15 +10,16 @@
 #   python3 -m venv .venv-tf && .venv-tf/bin/pip install tensorflow-cpu==2.21.0
 #   TORCH_PYTHON=.venv-torch/bin/python TF_PYTHON=.venv-tf/bin/python scripts/bench-crnn.sh
 # ISA=avx2 measures an AVX2-only CPU on one with AVX-512: the fused kernels forced to AVX2
-# (CRNN_BENCH_ISAS), libtorch and the peers capped with ATEN_CPU_CAPABILITY=avx2 and
-# ONEDNN_MAX_CPU_ISA=AVX2 (TensorFlow's own Eigen kernels are not capped by these).
+# (CRNN_BENCH_ISAS), libtorch and the peers capped with ATEN_CPU_CAPABILITY=avx2,
+# ONEDNN_MAX_CPU_ISA=AVX2 and MKL_ENABLE_INSTRUCTIONS=AVX2 (MKL runs libtorch's matmuls, the
+# Winograd products among them; TensorFlow's own Eigen kernels are not capped by these).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 ROUNDS=${ROUNDS:-2}
 if [ "${ISA:-}" = avx2 ]; then
-  export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 CRNN_BENCH_ISAS=avx2
-  echo "=== AVX2 emulation: ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2, fused kernels forced to avx2"
+  export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 CRNN_BENCH_ISAS=avx2
+  echo "=== AVX2 emulation: ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2, fused kernels forced to avx2"
 fi
 lscpu | grep -E "^Model name" || true
 COMMON="--threads 2 --reps 7 --train-steps 10 --infer-bs 256 --infer-batches 2"

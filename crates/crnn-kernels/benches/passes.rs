@@ -9,6 +9,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput};
 use crnn_kernels::{
     Affine, Conv1, DropoutMask, Geometry, GradIn, InputNorm, Isa, Plan, Plane, PooledOut, Winners,
+    WinogradShape,
 };
 
 #[path = "../tests/common/mod.rs"]
@@ -167,6 +168,41 @@ fn bench_isa(c: &mut Criterion, isa: Isa) {
         b.iter(|| {
             dp.copy_from_slice(&gp2);
             plan.pooled_grad(&mut dp, &value2, 128, (&mean, &invstd), &mask)
+                .expect("pass")
+        })
+    });
+
+    // Winograd transforms of conv 2 (64 -> 128 channels on 64 x 47), batch 16, the whole
+    // batch as one chunk of tile rows.
+    let wg = WinogradShape {
+        n: 16,
+        h: 64,
+        w: 47,
+    };
+    let rows = 0..wg.tile_rows();
+    let x = noise(21, wg.len(64));
+    let mut v = vec![0f32; wg.domain_len(&rows, 64)];
+    group.throughput(Throughput::Elements(wg.len(64) as u64));
+    group.bench_function("winograd_input_conv2_b16", |b| {
+        b.iter(|| {
+            plan.winograd_input(&x, wg, 64, rows.clone(), &mut v)
+                .expect("pass")
+        })
+    });
+    let m = noise(22, wg.domain_len(&rows, 128));
+    let bias = noise(23, 128);
+    let mut y = vec![0f32; wg.len(128)];
+    group.throughput(Throughput::Elements(wg.len(128) as u64));
+    group.bench_function("winograd_output_conv2_b16", |b| {
+        b.iter(|| {
+            plan.winograd_output(&m, wg, 128, Some(&bias), rows.clone(), &mut y)
+                .expect("pass")
+        })
+    });
+    let mut dm = vec![0f32; wg.domain_len(&rows, 128)];
+    group.bench_function("winograd_output_grad_conv2_b16", |b| {
+        b.iter(|| {
+            plan.winograd_output_grad(&y, wg, 128, rows.clone(), &mut dm)
                 .expect("pass")
         })
     });

@@ -2,7 +2,8 @@
 //! [`crnn::train_step`]) and inference (batch 256, eval mode, no grad) for 94-frame (3 s)
 //! slices, on the CPU with 2 libtorch threads, with the fused CPU kernels (`cpu_fused-<isa>`:
 //! every instruction set this CPU has, the best first) and with one libtorch op per layer
-//! (`cpu_libtorch-ops`, the reference path); and on CUDA when present. The Keras/TF and
+//! (`cpu_libtorch-ops`, the reference path), and the best instruction set with oneDNN's direct
+//! convolutions instead of Winograd (`cpu_fused-<isa>-direct`); and on CUDA when present. The Keras/TF and
 //! PyTorch peers are `benches/peers/` at the workspace root; `scripts/bench-crnn.sh` runs
 //! this bench and them in one go.
 
@@ -10,20 +11,27 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use crnn::crnn_kernels::Isa;
-use crnn::{ConvBackend, Crnn2d, CrnnConfig, KerasAdam, TrainConfig, train_step};
+use crnn::{ConvAlgorithm, ConvBackend, Crnn2d, CrnnConfig, KerasAdam, TrainConfig, train_step};
 use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor, nn};
 
-fn bench_device(c: &mut Criterion, device: Device, backend: ConvBackend, frames: i64) {
+fn bench_device(
+    c: &mut Criterion,
+    device: Device,
+    (backend, algorithm): (ConvBackend, ConvAlgorithm),
+    frames: i64,
+) {
     tch::manual_seed(0);
     let cfg = CrnnConfig::paper(20, frames as usize);
     let vs = nn::VarStore::new(device);
     let mut model = Crnn2d::new(&vs.root(), &cfg).expect("paper config");
     model.set_backend(backend).expect("backend available");
+    model.set_conv_algorithm(algorithm);
     let mut adam = KerasAdam::new(&vs, &TrainConfig::default());
     let x = Tensor::randn([16, 1, 128, frames], (Kind::Float, device)) * 10.0 - 40.0;
     let y = Tensor::randint(20, [16], (Kind::Int64, device));
     let path = match device {
+        Device::Cpu if algorithm == ConvAlgorithm::Direct => format!("cpu_{backend}-direct"),
         Device::Cpu => format!("cpu_{backend}"),
         d => format!("{d:?}"),
     };
@@ -64,14 +72,38 @@ fn main() {
             .filter_map(|n| Isa::from_name(n).ok())
             .collect()
     });
-    for isa in Isa::available().into_iter().rev() {
-        if only.as_ref().is_none_or(|o| o.contains(&isa)) && isa != Isa::Portable {
-            bench_device(&mut c, Device::Cpu, ConvBackend::FusedCpu(isa), 94);
-        }
+    let winograd = ConvAlgorithm::Winograd;
+    let isas: Vec<Isa> = Isa::available()
+        .into_iter()
+        .rev()
+        .filter(|&isa| only.as_ref().is_none_or(|o| o.contains(&isa)) && isa != Isa::Portable)
+        .collect();
+    for &isa in &isas {
+        bench_device(
+            &mut c,
+            Device::Cpu,
+            (ConvBackend::FusedCpu(isa), winograd),
+            94,
+        );
     }
-    bench_device(&mut c, Device::Cpu, ConvBackend::LibtorchOps, 94);
+    // The fast path's convolutions against oneDNN's direct ones, on the best instruction set.
+    if let Some(&isa) = isas.first() {
+        let direct = (ConvBackend::FusedCpu(isa), ConvAlgorithm::Direct);
+        bench_device(&mut c, Device::Cpu, direct, 94);
+    }
+    bench_device(
+        &mut c,
+        Device::Cpu,
+        (ConvBackend::LibtorchOps, winograd),
+        94,
+    );
     if tch::Cuda::is_available() {
-        bench_device(&mut c, Device::Cuda(0), ConvBackend::LibtorchOps, 94);
+        bench_device(
+            &mut c,
+            Device::Cuda(0),
+            (ConvBackend::LibtorchOps, winograd),
+            94,
+        );
     }
     c.final_summary();
 }

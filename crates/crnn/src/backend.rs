@@ -19,9 +19,10 @@ pub enum ConvBackend {
     /// any dtype. Training dropout draws from libtorch's generator.
     LibtorchOps,
     /// CPU, f32 only: the [`crnn_kernels`] passes for everything between the convolutions
-    /// (ELU, BatchNorm, max-pool, dropout, and all of block 1 with its convolution), oneDNN
-    /// for the convolutions of blocks 2-4, all on libtorch's intra-op threads; inference and
-    /// [`train_step`](crate::train_step). Dropout masks are a keyed hash
+    /// (ELU, BatchNorm, max-pool, dropout, and all of block 1 with its convolution), and the
+    /// convolutions of blocks 2-4 by Winograd F(2x2, 3x3) (the transforms are `crnn_kernels`
+    /// passes, the products libtorch's GEMM) or by oneDNN ([`ConvAlgorithm`]), all on
+    /// libtorch's intra-op threads; inference and [`train_step`](crate::train_step). Dropout masks are a keyed hash
     /// ([`crnn_kernels::DropoutMask`]). The instruction set is fixed here.
     FusedCpu(Isa),
 }
@@ -42,7 +43,27 @@ pub enum ConvAlgorithm {
     Direct,
 }
 
+/// The environment variable that overrides the default [`ConvAlgorithm`] of a model built
+/// by [`Crnn2d::new`](crate::Crnn2d::new): `winograd`, `direct` or `auto` (the default).
+pub const CONV_ALGORITHM_ENV: &str = "CRNN_CONV_ALGORITHM";
+
 impl ConvAlgorithm {
+    /// The algorithm that `CRNN_CONV_ALGORITHM` names ([`Winograd`](Self::Winograd) when it
+    /// is unset, empty or `auto`); another value is an error.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var_os(CONV_ALGORITHM_ENV) {
+            None => Ok(Self::default()),
+            Some(v) => {
+                let v = v.to_string_lossy();
+                if v.trim().is_empty() || v.trim().eq_ignore_ascii_case("auto") {
+                    Ok(Self::default())
+                } else {
+                    Self::from_name(&v)
+                }
+            }
+        }
+    }
+
     /// `winograd` or `direct`.
     pub fn from_name(name: &str) -> Result<Self> {
         match name.trim().to_ascii_lowercase().as_str() {
@@ -239,6 +260,10 @@ mod tests {
             assert!(b.check(Device::Cuda(0)).is_err());
         }
         assert!(ConvBackend::LibtorchOps.check(Device::Cuda(0)).is_ok());
+        for a in [ConvAlgorithm::Winograd, ConvAlgorithm::Direct] {
+            assert_eq!(ConvAlgorithm::from_name(&a.to_string()).unwrap(), a);
+        }
+        assert!(ConvAlgorithm::from_name("fft").is_err());
         assert_eq!(
             ConvBackend::default_for(Device::Cuda(0)).unwrap(),
             ConvBackend::LibtorchOps

@@ -20,7 +20,7 @@ mod trainer;
 mod tuning;
 
 pub use adam::KerasAdam;
-pub use backend::{ConvAlgorithm, ConvBackend, LibtorchThreads};
+pub use backend::{CONV_ALGORITHM_ENV, ConvAlgorithm, ConvBackend, LibtorchThreads};
 pub use checkpoint::{
     CONFIG_FILE, EpochRecord, HISTORY_FILE, ModelFile, RunStatus, TrainedModel, WEIGHTS_FILE,
     read_history,

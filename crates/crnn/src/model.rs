@@ -59,8 +59,9 @@ impl std::fmt::Debug for Crnn2d {
 impl Crnn2d {
     /// Builds the network's variables under `path` with Keras's initialisers (glorot uniform
     /// conv, dense and GRU input kernels; orthogonal recurrent kernels; zero biases), with the
-    /// default backend of the path's device ([`ConvBackend::default_for`]) and, on the CPU,
-    /// the conv kernels stored channels-last.
+    /// default backend of the path's device ([`ConvBackend::default_for`]), the default
+    /// [`ConvAlgorithm`] (Winograd, or what `CRNN_CONV_ALGORITHM` names) and, on the CPU, the
+    /// conv kernels stored channels-last.
     pub fn new(path: &nn::Path<'_>, config: &CrnnConfig) -> Result<Self> {
         config.validate()?;
         let c = config;
@@ -106,7 +107,7 @@ impl Crnn2d {
             dense_bias,
             channels_last: false,
             backend: ConvBackend::LibtorchOps,
-            algorithm: ConvAlgorithm::default(),
+            algorithm: ConvAlgorithm::from_env()?,
             plan: None,
         };
         model.set_backend(backend)?;

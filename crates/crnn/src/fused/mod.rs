@@ -1,6 +1,7 @@
 //! The conv stack of [`Crnn2d`](crate::Crnn2d) on [`ConvBackend::FusedCpu`](crate::ConvBackend):
-//! oneDNN (through libtorch) for the convolutions of blocks 2-4, the [`crnn_kernels`] passes
-//! for everything else, block 1's convolution included. This module moves tensors in and out
+//! the convolutions of blocks 2-4 by Winograd (`winograd`: `crnn_kernels` transforms,
+//! libtorch GEMMs) or by oneDNN through libtorch ([`ConvAlgorithm`]), the [`crnn_kernels`]
+//! passes for everything else, block 1's convolution included. This module moves tensors in and out
 //! of the passes; the passes themselves (and what each computes) are documented in
 //! `crnn_kernels`.
 //!

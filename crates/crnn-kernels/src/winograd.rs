@@ -228,6 +228,23 @@ fn job_rows(rows: &Range<usize>, jobs: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
+/// Tile rows `rows` split into at most `jobs` ranges, each with its part of the domain
+/// buffer `buf` (`c` channels): one item per job of a pass that writes the domain.
+fn domain_jobs<'a>(
+    jobs: usize,
+    g: WinogradShape,
+    c: usize,
+    rows: &Range<usize>,
+    buf: &'a mut [f32],
+) -> Vec<(Range<usize>, Vec<&'a mut [f32]>)> {
+    let parts = job_rows(rows, jobs);
+    let cuts: Vec<usize> = parts
+        .iter()
+        .map(|r| g.domain_len(r, c) / TILE_ELEMENTS)
+        .collect();
+    parts.into_iter().zip(split_domain(buf, &cuts)).collect()
+}
+
 /// The 16-lane channel spans of `c` channels.
 fn channel_spans(c: usize) -> impl Iterator<Item = Range<usize>> {
     (0..c).step_by(LANES).map(move |c0| c0..(c0 + LANES).min(c))
@@ -456,9 +473,7 @@ impl Plan {
         if rows.is_empty() || g.is_empty() {
             return Ok(());
         }
-        let parts = job_rows(&rows, self.jobs());
-        let cuts: Vec<usize> = parts.iter().map(|r| g.domain_len(r, c) / 16).collect();
-        let items: Vec<_> = parts.into_iter().zip(split_domain(v, &cuts)).collect();
+        let items = domain_jobs(self.jobs(), g, c, &rows, v);
         self.map("winograd_input", items, |_, (part, v)| {
             self.run(Input {
                 x,
@@ -541,9 +556,7 @@ impl Plan {
         if rows.is_empty() || g.is_empty() {
             return Ok(());
         }
-        let parts = job_rows(&rows, self.jobs());
-        let cuts: Vec<usize> = parts.iter().map(|r| g.domain_len(r, k) / 16).collect();
-        let items: Vec<_> = parts.into_iter().zip(split_domain(dm, &cuts)).collect();
+        let items = domain_jobs(self.jobs(), g, k, &rows, dm);
         self.map("winograd_output_grad", items, |_, (part, dm)| {
             self.run(OutputGrad {
                 dy,

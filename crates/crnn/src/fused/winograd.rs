@@ -67,6 +67,26 @@ fn domain(g: WinogradShape, rows: &Range<usize>, c: usize) -> Result<Tensor> {
     empty(&[TILE_ELEMENTS, rows.len() * g.tiles_per_row(), c])
 }
 
+/// The input transform of tile rows `rows` of `xs` (`c` channels) as a `[16, tiles, c]`
+/// tensor.
+fn input_domain(
+    plan: &Plan,
+    xs: &[f32],
+    g: WinogradShape,
+    c: usize,
+    rows: &Range<usize>,
+) -> Result<Tensor> {
+    let mut v = domain(g, rows, c)?;
+    plan.winograd_input(
+        xs,
+        g,
+        c,
+        rows.clone(),
+        as_slice_mut(&mut v, "Winograd domain")?,
+    )?;
+    Ok(v)
+}
+
 /// Winograd forward of the convolution with Winograd-domain kernel `u` (`[16, c_in, c_out]`)
 /// on `x` (`[n, h, w, c_in]`, NHWC contiguous): `[n, h, w, c_out]`.
 fn forward_with(
@@ -81,14 +101,7 @@ fn forward_with(
     let mut y = empty(&[g.n, g.h, g.w, cout])?;
     let ys = as_slice_mut(&mut y, "Winograd output")?;
     for rows in chunks(plan, g, cin + cout) {
-        let mut v = domain(g, &rows, cin)?;
-        plan.winograd_input(
-            xs,
-            g,
-            cin,
-            rows.clone(),
-            as_slice_mut(&mut v, "Winograd domain")?,
-        )?;
+        let v = input_domain(plan, xs, g, cin, &rows)?;
         let m = v.f_bmm(u)?;
         plan.winograd_output(as_slice(&m, "Winograd product")?, g, cout, bias, rows, ys)?;
     }
@@ -161,14 +174,7 @@ pub(crate) fn conv3x3_backward(
         (Kind::Float, tch::Device::Cpu),
     )?;
     for rows in chunks(plan, g, cin + cout) {
-        let mut v = domain(g, &rows, cin)?;
-        plan.winograd_input(
-            xs,
-            g,
-            cin,
-            rows.clone(),
-            as_slice_mut(&mut v, "Winograd domain")?,
-        )?;
+        let v = input_domain(plan, xs, g, cin, &rows)?;
         let mut dm = domain(g, &rows, cout)?;
         plan.winograd_output_grad(
             dys,

@@ -81,42 +81,15 @@ struct Case {
     per: usize,
 }
 
-fn direct(x: &[f32], k: &[f32], bias: &[f32], c: &Case) -> Vec<f64> {
+/// Calls `f(yi, xi, ki)` for every term `y[yi] += x[xi] * k[ki]` of the direct "same"
+/// convolution of case `c` (output index, input index, kernel index).
+fn for_each_term(c: &Case, mut f: impl FnMut(usize, usize, usize)) {
     let WinogradShape { n, h, w } = c.g;
-    let mut y = vec![0f64; c.g.len(c.co)];
     for b in 0..n {
         for r in 0..h {
             for col in 0..w {
                 for o in 0..c.co {
-                    let mut acc = f64::from(bias[o]);
-                    for a in 0..3 {
-                        for bb in 0..3 {
-                            let (rr, cc) = ((r + a).wrapping_sub(1), (col + bb).wrapping_sub(1));
-                            if rr >= h || cc >= w {
-                                continue;
-                            }
-                            for i in 0..c.ci {
-                                acc += f64::from(x[((b * h + rr) * w + cc) * c.ci + i])
-                                    * f64::from(k[((o * c.ci + i) * 3 + a) * 3 + bb]);
-                            }
-                        }
-                    }
-                    y[((b * h + r) * w + col) * c.co + o] = acc;
-                }
-            }
-        }
-    }
-    y
-}
-
-fn direct_grads(x: &[f32], k: &[f32], dy: &[f32], c: &Case) -> (Vec<f64>, Vec<f64>) {
-    let WinogradShape { n, h, w } = c.g;
-    let (mut dx, mut dk) = (vec![0f64; c.g.len(c.ci)], vec![0f64; c.co * c.ci * 9]);
-    for b in 0..n {
-        for r in 0..h {
-            for col in 0..w {
-                for o in 0..c.co {
-                    let d = f64::from(dy[((b * h + r) * w + col) * c.co + o]);
+                    let yi = ((b * h + r) * w + col) * c.co + o;
                     for a in 0..3 {
                         for bb in 0..3 {
                             let (rr, cc) = ((r + a).wrapping_sub(1), (col + bb).wrapping_sub(1));
@@ -125,9 +98,7 @@ fn direct_grads(x: &[f32], k: &[f32], dy: &[f32], c: &Case) -> (Vec<f64>, Vec<f6
                             }
                             for i in 0..c.ci {
                                 let xi = ((b * h + rr) * w + cc) * c.ci + i;
-                                let ki = ((o * c.ci + i) * 3 + a) * 3 + bb;
-                                dx[xi] += d * f64::from(k[ki]);
-                                dk[ki] += d * f64::from(x[xi]);
+                                f(yi, xi, ((o * c.ci + i) * 3 + a) * 3 + bb);
                             }
                         }
                     }
@@ -135,6 +106,25 @@ fn direct_grads(x: &[f32], k: &[f32], dy: &[f32], c: &Case) -> (Vec<f64>, Vec<f6
             }
         }
     }
+}
+
+fn direct(x: &[f32], k: &[f32], bias: &[f32], c: &Case) -> Vec<f64> {
+    let mut y: Vec<f64> = (0..c.g.len(c.co))
+        .map(|yi| f64::from(bias[yi % c.co]))
+        .collect();
+    for_each_term(c, |yi, xi, ki| {
+        y[yi] += f64::from(x[xi]) * f64::from(k[ki]);
+    });
+    y
+}
+
+fn direct_grads(x: &[f32], k: &[f32], dy: &[f32], c: &Case) -> (Vec<f64>, Vec<f64>) {
+    let (mut dx, mut dk) = (vec![0f64; c.g.len(c.ci)], vec![0f64; c.co * c.ci * 9]);
+    for_each_term(c, |yi, xi, ki| {
+        let d = f64::from(dy[yi]);
+        dx[xi] += d * f64::from(k[ki]);
+        dk[ki] += d * f64::from(x[xi]);
+    });
     (dx, dk)
 }
 

@@ -68,6 +68,12 @@ impl WinogradShape {
         self.n * self.h * self.w * c
     }
 
+    /// The batch's tile rows in consecutive ranges of `per` (the last one shorter), for a
+    /// caller that transforms the batch piece by piece.
+    pub fn tile_row_chunks(&self, per: usize) -> Vec<Range<usize>> {
+        split_rows(&(0..self.tile_rows()), per)
+    }
+
     /// Whether the images are empty.
     pub fn is_empty(&self) -> bool {
         self.n * self.h * self.w == 0
@@ -219,13 +225,18 @@ fn split_domain<'a>(buf: &'a mut [f32], cuts: &[usize]) -> Vec<Vec<&'a mut [f32]
     jobs
 }
 
-/// The tile rows of `rows` split into at most `jobs` contiguous ranges.
-fn job_rows(rows: &Range<usize>, jobs: usize) -> Vec<Range<usize>> {
-    let per = rows.len().div_ceil(jobs.max(1)).max(1);
+/// `rows` in consecutive ranges of `per` (at least 1), the last one shorter.
+fn split_rows(rows: &Range<usize>, per: usize) -> Vec<Range<usize>> {
+    let per = per.max(1);
     (rows.start..rows.end)
         .step_by(per)
         .map(|r| r..(r + per).min(rows.end))
         .collect()
+}
+
+/// The tile rows of `rows` split into at most `jobs` contiguous ranges.
+fn job_rows(rows: &Range<usize>, jobs: usize) -> Vec<Range<usize>> {
+    split_rows(rows, rows.len().div_ceil(jobs.max(1)))
 }
 
 /// Tile rows `rows` split into at most `jobs` ranges, each with its part of the domain
@@ -610,6 +621,11 @@ mod tests {
         assert!(g.check(&(0..7), 1).is_err());
         assert!(g.check(&(0..6), 0).is_err());
         assert_eq!(job_rows(&(3..10), 3), vec![3..6, 6..9, 9..10]);
+        assert_eq!(g.tile_row_chunks(4), vec![0..4, 4..6]);
+        assert_eq!(
+            g.tile_row_chunks(0),
+            (0..6).map(|r| r..r + 1).collect::<Vec<_>>()
+        );
         let mut buf: Vec<f32> = (0..32).map(|v| v as f32).collect();
         let jobs = split_domain(&mut buf, &[1, 1]);
         assert_eq!(jobs.len(), 2);

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::ops::Range;
-
 use common::noise;
 use crnn_kernels::{
     Isa, Plan, TILE_ELEMENTS, WinogradShape, winograd_weight_grad, winograd_weights,
@@ -45,13 +43,6 @@ fn gemm_tn(x: &[f32], y: &[f32], t: usize, a: usize, b: usize, acc: &mut [f64]) 
     }
 }
 
-fn chunks(rows: usize, per: usize) -> Vec<Range<usize>> {
-    (0..rows)
-        .step_by(per)
-        .map(|r| r..(r + per).min(rows))
-        .collect()
-}
-
 /// The forward convolution by Winograd, in chunks of `per` tile rows.
 fn forward(
     plan: &Plan,
@@ -64,7 +55,7 @@ fn forward(
 ) -> Vec<f32> {
     let (ci, co) = dims;
     let mut y = vec![f32::NAN; g.len(co)];
-    for rows in chunks(g.tile_rows(), per) {
+    for rows in g.tile_row_chunks(per) {
         let t = rows.len() * g.tiles_per_row();
         let mut v = vec![0f32; g.domain_len(&rows, ci)];
         plan.winograd_input(x, g, ci, rows.clone(), &mut v).unwrap();
@@ -172,7 +163,7 @@ fn forward_and_gradients_match_the_direct_convolution() {
             let uf = winograd_weights_flipped(&k, co, ci).unwrap();
             let dx = forward(&plan, &dy, g, &uf, (co, ci), None, case.per);
             let mut du = vec![0f64; TILE_ELEMENTS * ci * co];
-            for rows in chunks(g.tile_rows(), case.per) {
+            for rows in g.tile_row_chunks(case.per) {
                 let t = rows.len() * g.tiles_per_row();
                 let mut v = vec![0f32; g.domain_len(&rows, ci)];
                 plan.winograd_input(&x, g, ci, rows.clone(), &mut v)

@@ -55,11 +55,7 @@ fn empty(size: &[usize]) -> Result<Tensor> {
 /// buffers a chunk holds at once) fits the plan's cache budget.
 fn chunks(plan: &Plan, g: WinogradShape, channels: usize) -> Vec<Range<usize>> {
     let bytes_per_row = 4 * TILE_ELEMENTS * g.tiles_per_row() * channels;
-    let per = plan.micro_batch(2 * bytes_per_row);
-    (0..g.tile_rows())
-        .step_by(per)
-        .map(|r| r..(r + per).min(g.tile_rows()))
-        .collect()
+    g.tile_row_chunks(plan.micro_batch(2 * bytes_per_row))
 }
 
 /// `[16, tiles, c]` for chunk `rows`.

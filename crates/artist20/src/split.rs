@@ -32,16 +32,61 @@ pub enum SplitKind {
         /// Which fold is the test set (0-based).
         fold: usize,
     },
+    /// Song k-fold: every song of the corpus is in the test set of exactly one fold, each
+    /// artist's songs spread over the folds as evenly as possible (a difference of at most one
+    /// song), validation a stratified `val_fraction` of the other folds' songs. The algorithm
+    /// is in [`song_fold_assignment`](crate::song_fold_assignment)'s module docs.
+    SongKFold {
+        /// Number of folds (>= 2).
+        folds: usize,
+        /// Which fold is the test set (0-based).
+        fold: usize,
+    },
+    /// Album k-fold, artist20's jackknife: fold `i` tests album `i` of every artist, validates
+    /// on another album and trains on the rest; every artist needs >= 3 albums, else the split
+    /// is refused with the artists that fall short named.
+    AlbumKFold {
+        /// Number of folds (>= 3; artist20: 6).
+        folds: usize,
+        /// Which fold is the test set (0-based).
+        fold: usize,
+    },
 }
 
 impl SplitKind {
-    /// Short name: `song`, `album`, `official`, `album-fold-<fold>-of-<folds>`.
+    /// Short name: `song`, `album`, `official`, `album-fold-<fold>-of-<folds>`,
+    /// `song-kfold-<fold>-of-<folds>`, `album-kfold-<fold>-of-<folds>`.
     pub fn name(&self) -> String {
         match self {
             SplitKind::Song => "song".into(),
             SplitKind::Album => "album".into(),
             SplitKind::Official => "official".into(),
             SplitKind::AlbumFold { folds, fold } => format!("album-fold-{fold}-of-{folds}"),
+            SplitKind::SongKFold { folds, fold } => format!("song-kfold-{fold}-of-{folds}"),
+            SplitKind::AlbumKFold { folds, fold } => format!("album-kfold-{fold}-of-{folds}"),
+        }
+    }
+
+    /// The split's name without its fold: `song-kfold` for every fold of song k-fold, the
+    /// [`name`](Self::name) of splits without folds.
+    pub fn family(&self) -> &'static str {
+        match self {
+            SplitKind::Song => "song",
+            SplitKind::Album => "album",
+            SplitKind::Official => "official",
+            SplitKind::AlbumFold { .. } => "album-fold",
+            SplitKind::SongKFold { .. } => "song-kfold",
+            SplitKind::AlbumKFold { .. } => "album-kfold",
+        }
+    }
+
+    /// `(fold, folds)` of a k-fold split.
+    pub fn fold(&self) -> Option<(usize, usize)> {
+        match *self {
+            SplitKind::AlbumFold { folds, fold }
+            | SplitKind::SongKFold { folds, fold }
+            | SplitKind::AlbumKFold { folds, fold } => Some((fold, folds)),
+            _ => None,
         }
     }
 }
@@ -119,7 +164,11 @@ impl Split {
 
 /// scikit-learn's `_approximate_mode`: split `n_draws` over classes in proportion to
 /// `counts`, the largest remainders first, ties broken at random.
-fn approximate_mode(counts: &[usize], n_draws: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+pub(crate) fn approximate_mode(
+    counts: &[usize],
+    n_draws: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<usize> {
     let total: usize = counts.iter().sum();
     if total == 0 {
         return vec![0; counts.len()];
@@ -364,6 +413,16 @@ pub fn make_split(
                     (options.val_fraction * 100.0).round()
                 ));
             }
+            (kept, train, val, test)
+        }
+        SplitKind::SongKFold { folds, fold } | SplitKind::AlbumKFold { folds, fold } => {
+            let (kept, train, val, test, fold_notes) = match kind {
+                SplitKind::SongKFold { .. } => {
+                    crate::kfold::song_kfold(corpus, folds, fold, seed, options)?
+                }
+                _ => crate::kfold::album_kfold(corpus, folds, fold, seed)?,
+            };
+            notes.extend(fold_notes);
             (kept, train, val, test)
         }
         SplitKind::Official => {

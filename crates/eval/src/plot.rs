@@ -10,9 +10,11 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::{Error, Result};
 
-type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+pub use crate::plot_ci::{Curve, CurvePoint, DifferenceRow, plot_curves, plot_differences};
 
-fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
+pub(crate) type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+pub(crate) fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Plot {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -20,7 +22,7 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 /// Draws into `path` through a temporary `.png` next to it, then renames.
-fn draw_png(
+pub(crate) fn draw_png(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(&Area<'_>) -> Result<()>,

@@ -67,6 +67,41 @@ impl SplitKind {
         }
     }
 
+    /// The split called `name` (as [`name`](Self::name) writes it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        let fold_of = |rest: &str| -> Option<(usize, usize)> {
+            let (fold, folds) = rest.split_once("-of-")?;
+            Some((fold.parse().ok()?, folds.parse().ok()?))
+        };
+        Some(match name {
+            "song" => SplitKind::Song,
+            "album" => SplitKind::Album,
+            "official" => SplitKind::Official,
+            _ => {
+                for (prefix, make) in [
+                    (
+                        "song-kfold-",
+                        (|folds, fold| SplitKind::SongKFold { folds, fold })
+                            as fn(usize, usize) -> SplitKind,
+                    ),
+                    ("album-kfold-", |folds, fold| SplitKind::AlbumKFold {
+                        folds,
+                        fold,
+                    }),
+                    ("album-fold-", |folds, fold| SplitKind::AlbumFold {
+                        folds,
+                        fold,
+                    }),
+                ] {
+                    if let Some((fold, folds)) = name.strip_prefix(prefix).and_then(fold_of) {
+                        return Some(make(folds, fold));
+                    }
+                }
+                return None;
+            }
+        })
+    }
+
     /// The split's name without its fold: `song-kfold` for every fold of song k-fold, the
     /// [`name`](Self::name) of splits without folds.
     pub fn family(&self) -> &'static str {

@@ -238,3 +238,24 @@ fn album_kfold_refuses_artists_with_too_few_albums_by_name() {
         assert!(e.to_string().contains(what), "{e}");
     }
 }
+
+#[test]
+fn split_names_read_back() {
+    for kind in [
+        SplitKind::Song,
+        SplitKind::Album,
+        SplitKind::Official,
+        SplitKind::SongKFold { folds: 5, fold: 3 },
+        SplitKind::AlbumKFold { folds: 6, fold: 0 },
+        SplitKind::AlbumFold { folds: 4, fold: 1 },
+    ] {
+        assert_eq!(
+            SplitKind::from_name(&kind.name()),
+            Some(kind),
+            "{}",
+            kind.name()
+        );
+    }
+    assert_eq!(SplitKind::from_name("song-kfold-x-of-5"), None);
+    assert_eq!(SplitKind::from_name("songs"), None);
+}

@@ -17,6 +17,14 @@ pub const WEIGHTS_FILE: &str = "weights.safetensors";
 /// Per-epoch history.
 pub const HISTORY_FILE: &str = "history.csv";
 const RESUME_DIR: &str = "resume";
+/// Folder of every epoch's weights ([`FitParams::keep_epoch_weights`](crate::FitParams::keep_epoch_weights)).
+pub const EPOCHS_DIR: &str = "epochs";
+
+/// `epochs/epoch-<n>.safetensors` of a model directory (`epoch` 1-based).
+pub fn epoch_weights_path(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(EPOCHS_DIR)
+        .join(format!("epoch-{epoch}.safetensors"))
+}
 const STATE_FILE: &str = "state.json";
 
 /// Whether the run behind a model directory has finished.
@@ -63,6 +71,10 @@ pub(crate) struct ResumeState {
     pub best_val_loss: Option<f64>,
     pub best_epoch: usize,
     pub wait: usize,
+    /// The monitored score of `best_epoch` (absent in states written before monitors: then
+    /// the monitor was the validation loss, `best_val_loss`).
+    #[serde(default)]
+    pub best_score: Option<f64>,
 }
 
 /// One epoch of history.
@@ -78,8 +90,21 @@ pub struct EpochRecord {
     pub val_loss: f64,
     /// Validation accuracy.
     pub val_acc: f64,
+    /// Weighted F1 of the validation slices (scikit-learn's `weighted avg`); NaN in histories
+    /// written before it was recorded.
+    #[serde(default = "nan", deserialize_with = "null_as_nan")]
+    pub val_f1: f64,
     /// Wall time of the epoch (training + validation).
     pub seconds: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
+}
+
+/// JSON has no NaN: serde_json writes it as `null`, read back here as NaN.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Writes through a temporary file in the same directory and a rename.
@@ -144,28 +169,29 @@ pub(crate) fn load_variables(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
 }
 
 pub(crate) fn write_history(path: &Path, history: &[EpochRecord]) -> Result<()> {
-    let mut text = String::from("epoch,loss,acc,val_loss,val_acc,seconds\n");
+    let mut text = String::from("epoch,loss,acc,val_loss,val_acc,seconds,val_f1\n");
     for h in history {
         text += &format!(
-            "{},{},{},{},{},{:.3}\n",
-            h.epoch, h.loss, h.acc, h.val_loss, h.val_acc, h.seconds
+            "{},{},{},{},{},{:.3},{}\n",
+            h.epoch, h.loss, h.acc, h.val_loss, h.val_acc, h.seconds, h.val_f1
         );
     }
     write_atomic(path, |tmp| std::fs::write(tmp, text).map_err(io_err(tmp)))
 }
 
-/// Reads `history.csv` of a model directory.
+/// Reads `history.csv` of a model directory (`epoch,loss,acc,val_loss,val_acc,seconds`, and
+/// `val_f1` since monitors exist: older files read with `val_f1` NaN).
 pub fn read_history(dir: &Path) -> Result<Vec<EpochRecord>> {
     let path = dir.join(HISTORY_FILE);
     let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
     let bad = |line: usize| Error::ModelFile {
         path: path.clone(),
-        reason: format!("line {line} is not epoch,loss,acc,val_loss,val_acc,seconds"),
+        reason: format!("line {line} is not epoch,loss,acc,val_loss,val_acc,seconds[,val_f1]"),
     };
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 6 {
+        if f.len() != 6 && f.len() != 7 {
             return Err(bad(i + 1));
         }
         let num = |k: usize| f[k].parse::<f64>().map_err(|_| bad(i + 1));
@@ -176,6 +202,7 @@ pub fn read_history(dir: &Path) -> Result<Vec<EpochRecord>> {
             val_loss: num(3)?,
             val_acc: num(4)?,
             seconds: num(5)?,
+            val_f1: if f.len() == 7 { num(6)? } else { f64::NAN },
         });
     }
     Ok(out)

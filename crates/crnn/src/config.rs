@@ -206,6 +206,97 @@ pub struct TrainConfig {
     ///
     /// Default: `256`.
     pub eval_batch_size: usize,
+    /// Which validation score picks the epoch whose weights are kept, and what `patience`
+    /// counts epochs without an improvement of. (Missing in `config.json` files written before
+    /// it existed: read as the default.)
+    ///
+    /// Default: [`Monitor::ValLoss`] (the paper's Keras `ModelCheckpoint` and `EarlyStopping`
+    /// on `val_loss`).
+    #[serde(default)]
+    pub monitor: Monitor,
+}
+
+/// The validation score that selects the kept epoch and drives early stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Monitor {
+    /// Validation loss (Keras categorical cross-entropy); an epoch improves on a strictly
+    /// lower one. The paper's.
+    #[default]
+    ValLoss,
+    /// Validation slice accuracy; an epoch improves on a strictly higher one.
+    ValAccuracy,
+    /// Weighted F1 (scikit-learn's `weighted avg`) of the validation slices; an epoch improves
+    /// on a strictly higher one.
+    ValF1,
+    /// The last epoch: every epoch replaces the kept weights, and nothing stops early
+    /// (`patience` is not used).
+    Last,
+}
+
+impl Monitor {
+    /// Every monitor, in the order of [`name`](Self::name)'s list.
+    pub const ALL: [Monitor; 4] = [
+        Monitor::ValLoss,
+        Monitor::ValAccuracy,
+        Monitor::ValF1,
+        Monitor::Last,
+    ];
+
+    /// `val-loss`, `val-accuracy`, `val-f1` or `last`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Monitor::ValLoss => "val-loss",
+            Monitor::ValAccuracy => "val-accuracy",
+            Monitor::ValF1 => "val-f1",
+            Monitor::Last => "last",
+        }
+    }
+
+    /// The monitor called `name` ([`name`](Self::name)'s spelling).
+    pub fn from_name(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| Error::InvalidConfig {
+                field: "monitor",
+                rule: format!("unknown monitor {name:?}: val-loss, val-accuracy, val-f1 or last"),
+            })
+    }
+
+    /// The score this monitor reads from an epoch's record (for [`Last`](Self::Last), the
+    /// epoch number).
+    pub fn score(self, record: &crate::EpochRecord) -> f64 {
+        match self {
+            Monitor::ValLoss => record.val_loss,
+            Monitor::ValAccuracy => record.val_acc,
+            Monitor::ValF1 => record.val_f1,
+            Monitor::Last => record.epoch as f64,
+        }
+    }
+
+    /// The score before the first epoch: anything improves on it.
+    pub fn initial(self) -> f64 {
+        match self {
+            Monitor::ValLoss => f64::INFINITY,
+            _ => f64::NEG_INFINITY,
+        }
+    }
+
+    /// Whether `score` improves on `best`.
+    pub fn improves(self, score: f64, best: f64) -> bool {
+        match self {
+            Monitor::ValLoss => score < best,
+            Monitor::ValAccuracy | Monitor::ValF1 => score > best,
+            Monitor::Last => true,
+        }
+    }
+}
+
+impl std::fmt::Display for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Default for TrainConfig {
@@ -220,6 +311,7 @@ impl Default for TrainConfig {
             patience: 10,
             seed: 0,
             eval_batch_size: 256,
+            monitor: Monitor::ValLoss,
         }
     }
 }

@@ -58,6 +58,13 @@ pub struct FitParams<'a> {
     ///
     /// Default: `None`.
     pub group: Option<&'a ProcessGroup>,
+    /// Also keep every epoch's weights, as `epochs/epoch-<n>.safetensors` in the model
+    /// directory, so that another monitor's choice can be made afterwards without training
+    /// again ([`reselect`](crate::reselect)). About the size of `weights.safetensors` per
+    /// epoch.
+    ///
+    /// Default: `false`.
+    pub keep_epoch_weights: bool,
 }
 
 impl std::fmt::Debug for FitParams<'_> {
@@ -72,6 +79,7 @@ impl std::fmt::Debug for FitParams<'_> {
             .field("existing", &self.existing)
             .field("metadata", &self.metadata)
             .field("backend", &self.backend)
+            .field("keep_epoch_weights", &self.keep_epoch_weights)
             .field(
                 "group",
                 &self
@@ -102,6 +110,7 @@ impl<'a> FitParams<'a> {
             metadata: serde_json::Value::Null,
             backend: None,
             group: None,
+            keep_epoch_weights: false,
         }
     }
 
@@ -126,6 +135,12 @@ impl<'a> FitParams<'a> {
     /// Sets [`backend`](Self::backend).
     pub fn backend(mut self, backend: ConvBackend) -> Self {
         self.backend = Some(backend);
+        self
+    }
+
+    /// Sets [`keep_epoch_weights`](Self::keep_epoch_weights).
+    pub fn keep_epoch_weights(mut self, keep: bool) -> Self {
+        self.keep_epoch_weights = keep;
         self
     }
 

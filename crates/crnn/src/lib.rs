@@ -15,6 +15,7 @@ mod launch;
 mod layers;
 mod model;
 mod predict;
+mod reselect;
 mod step;
 mod trainer;
 mod tuning;
@@ -22,10 +23,10 @@ mod tuning;
 pub use adam::KerasAdam;
 pub use backend::{CONV_ALGORITHM_ENV, ConvAlgorithm, ConvBackend, LibtorchThreads};
 pub use checkpoint::{
-    CONFIG_FILE, EpochRecord, HISTORY_FILE, ModelFile, RunStatus, TrainedModel, WEIGHTS_FILE,
-    read_history,
+    CONFIG_FILE, EPOCHS_DIR, EpochRecord, HISTORY_FILE, ModelFile, RunStatus, TrainedModel,
+    WEIGHTS_FILE, epoch_weights_path, read_history,
 };
-pub use config::{CrnnConfig, PAPER_SLICE_FRAMES, TrainConfig};
+pub use config::{CrnnConfig, Monitor, PAPER_SLICE_FRAMES, TrainConfig};
 /// The kernel crate behind [`ConvBackend::FusedCpu`] (its [`Isa`](crnn_kernels::Isa) names the
 /// instruction set).
 pub use crnn_kernels;
@@ -40,6 +41,7 @@ pub use launch::{Launch, Launcher, first_slurm_host};
 pub use layers::{KerasBatchNorm, KerasGru, glorot_uniform, hard_sigmoid, to_channels_last};
 pub use model::{Crnn2d, keras_categorical_crossentropy, parameter_counts};
 pub use predict::{embed, predict_proba};
+pub use reselect::{replay_monitor, reselect};
 pub use step::{StepOutput, train_step, train_step_distributed};
 /// The tch this crate is built on (use its `Device`, `Tensor`, so the versions match).
 pub use tch;

@@ -10,8 +10,8 @@ use tch::{Device, Kind, Tensor, nn};
 use crate::adam::KerasAdam;
 use crate::checkpoint::{
     CONFIG_FILE, EpochRecord, HISTORY_FILE, ModelFile, ResumePaths, ResumeState, RunStatus,
-    WEIGHTS_FILE, load_variables, named_variables, read_history, read_json, save_tensors,
-    write_history, write_json,
+    WEIGHTS_FILE, epoch_weights_path, load_variables, named_variables, read_history, read_json,
+    save_tensors, write_history, write_json,
 };
 use crate::data::{SliceSource, batch_tensor, check_source, for_each_batch};
 use crate::dist_train::{self, Start};
@@ -49,10 +49,14 @@ impl TrainObserver for Silent {}
 pub struct TrainOutcome {
     /// Every epoch of the run (including those before a resume).
     pub history: Vec<EpochRecord>,
-    /// Epoch whose weights are the result (`weights.safetensors`).
+    /// Epoch whose weights are the result (`weights.safetensors`), picked by the monitor.
     pub best_epoch: usize,
     /// Its validation loss.
     pub best_val_loss: f64,
+    /// The monitor that picked it ([`TrainConfig::monitor`]).
+    pub monitor: crate::Monitor,
+    /// Its monitored score (for [`Monitor::Last`](crate::Monitor::Last), the epoch).
+    pub best_score: f64,
     /// Early stopping ended the run (else the epoch limit, or an interrupt).
     pub stopped_early: bool,
     /// An observer interrupted the run; it can be resumed.
@@ -70,8 +74,10 @@ pub enum ExistingRun {
 }
 
 /// The training loop of `src/trainer.py`: batch 16, Adam (Keras), per-epoch shuffle,
-/// validation loss and accuracy each epoch in eval mode, best weights kept on strictly lower
-/// validation loss, early stopping after `patience` epochs without one, at most `max_epochs`.
+/// validation loss, accuracy and weighted F1 each epoch in eval mode, best weights kept on a
+/// strictly better monitored score ([`TrainConfig::monitor`]: strictly lower validation loss
+/// by default, as the paper), early stopping after `patience` epochs without one, at most
+/// `max_epochs`.
 ///
 /// Everything is written to the model directory after every epoch: the best weights, the
 /// history, and a resume checkpoint (weights, Adam moments, counters) in one of two
@@ -188,6 +194,7 @@ impl Trainer {
             metadata,
             backend,
             group,
+            keep_epoch_weights,
         } = params;
         let (n_mels, frames) = (model_config.n_mels, model_config.slice_frames);
         // Only rank 0 reads or writes the model directory.
@@ -228,8 +235,10 @@ impl Trainer {
             model.set_backend(b)?;
         }
         let mut adam = KerasAdam::new(&vs, tc);
+        let monitor = tc.monitor;
         let (mut best_val_loss, mut best_epoch, mut wait, mut start_epoch) =
             (f64::INFINITY, 0usize, 0usize, 0usize);
+        let mut best_score = monitor.initial();
         if let Some(state) = &resume {
             if main {
                 load_variables(&mut vs, &paths.weights(state.slot))?;
@@ -244,6 +253,11 @@ impl Trainer {
                 adam.set_steps(state.adam_step);
             }
             best_val_loss = state.best_val_loss.unwrap_or(f64::INFINITY);
+            // States written before monitors existed monitored the validation loss.
+            best_score = state
+                .best_score
+                .or(state.best_val_loss)
+                .unwrap_or(monitor.initial());
             best_epoch = state.best_epoch;
             wait = state.wait;
             start_epoch = state.epoch;
@@ -257,7 +271,8 @@ impl Trainer {
             g.broadcast(&mut adam.moments(), 0)?;
         }
 
-        let mut stopped_early = wait >= tc.patience && start_epoch > 0;
+        let stops = monitor != crate::Monitor::Last;
+        let mut stopped_early = stops && wait >= tc.patience && start_epoch > 0;
         let mut interrupted = false;
         let mut epoch = start_epoch;
         while epoch < tc.max_epochs && !stopped_early {
@@ -306,19 +321,36 @@ impl Trainer {
                 observer.batch(epoch + 1, i + 1, n_batches);
                 Ok(())
             })?;
-            let (val_loss, val_acc) = match group {
-                None => evaluate(&model, val, tc.eval_batch_size, device)?,
+            let (val_loss, val_acc, val_f1) = match group {
+                None => {
+                    let order: Vec<usize> = (0..val.len()).collect();
+                    let sums = evaluate_sums(&model, val, &order, tc.eval_batch_size, device)?;
+                    let n = val.len() as f64;
+                    (sums.loss / n, sums.correct as f64 / n, sums.weighted_f1())
+                }
                 Some(g) => {
                     // BatchNorm moving averages from rank 0 (DDP's broadcast_buffers), then
                     // each rank validates its share and the sums are added up.
                     dist_train::broadcast_variables(g, &vs, Some(false))?;
                     let mine: Vec<usize> = (rank..val.len()).step_by(world).collect();
-                    let (l, c) = evaluate_sums(&model, val, &mine, tc.eval_batch_size, device)?;
-                    let mut sums = [l, c as f64, loss_sum, correct as f64, seen as f64];
+                    let v = evaluate_sums(&model, val, &mine, tc.eval_batch_size, device)?;
+                    let mut sums = vec![
+                        v.loss,
+                        v.correct as f64,
+                        loss_sum,
+                        correct as f64,
+                        seen as f64,
+                    ];
+                    sums.extend(v.classes.iter().map(|&c| c as f64));
                     dist_train::all_reduce_f64(g, &mut sums)?;
                     let n = val.len() as f64;
                     (loss_sum, correct, seen) = (sums[2], sums[3] as i64, sums[4] as usize);
-                    (sums[0] / n, sums[1] / n)
+                    let classes = ValSums {
+                        loss: 0.0,
+                        correct: 0,
+                        classes: sums[5..].iter().map(|&c| c as u64).collect(),
+                    };
+                    (sums[0] / n, sums[1] / n, classes.weighted_f1())
                 }
             };
             if !val_loss.is_finite() {
@@ -335,11 +367,14 @@ impl Trainer {
                 acc: correct as f64 / seen as f64,
                 val_loss,
                 val_acc,
+                val_f1,
                 seconds: t0.elapsed().as_secs_f64(),
             };
             epoch += 1;
-            let improved = val_loss < best_val_loss;
+            let score = monitor.score(&record);
+            let improved = monitor.improves(score, best_score);
             if improved {
+                best_score = score;
                 best_val_loss = val_loss;
                 best_epoch = epoch;
                 wait = 0;
@@ -349,12 +384,15 @@ impl Trainer {
             } else {
                 wait += 1;
             }
-            stopped_early = wait >= tc.patience;
+            stopped_early = stops && wait >= tc.patience;
             history.push(record);
             if main {
                 // Checkpoint: slot, then history, then the commit point, then config.json.
                 let slot = epoch % 2;
                 save_tensors(&paths.weights(slot), &named_variables(&vs))?;
+                if keep_epoch_weights {
+                    save_tensors(&epoch_weights_path(dir, epoch), &named_variables(&vs))?;
+                }
                 save_tensors(&paths.adam(slot), &adam.state())?;
                 write_history(&dir.join(HISTORY_FILE), &history)?;
                 let state = ResumeState {
@@ -364,6 +402,7 @@ impl Trainer {
                     best_val_loss: Some(best_val_loss),
                     best_epoch,
                     wait,
+                    best_score: Some(best_score),
                 };
                 write_json(&paths.state, &state)?;
                 file.epochs_completed = epoch;
@@ -395,6 +434,8 @@ impl Trainer {
             history,
             best_epoch,
             best_val_loss,
+            monitor,
+            best_score,
             stopped_early,
             interrupted,
         })
@@ -409,19 +450,59 @@ pub fn evaluate(
     device: Device,
 ) -> Result<(f64, f64)> {
     let order: Vec<usize> = (0..source.len()).collect();
-    let (loss_sum, correct) = evaluate_sums(model, source, &order, batch_size, device)?;
+    let sums = evaluate_sums(model, source, &order, batch_size, device)?;
     let n = source.len() as f64;
-    Ok((loss_sum / n, correct as f64 / n))
+    Ok((sums.loss / n, sums.correct as f64 / n))
 }
 
-/// Summed Keras CCE loss and count of correct argmaxes over the slices `order` of `source`.
+/// Sums over validation slices: loss, correct argmaxes, and per class the true positives,
+/// predictions and true slices (`classes` = `[tp; C] ++ [predicted; C] ++ [true; C]`), which
+/// add up across ranks.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ValSums {
+    pub loss: f64,
+    pub correct: i64,
+    pub classes: Vec<u64>,
+}
+
+impl ValSums {
+    /// scikit-learn's weighted-average F1 of the summed counts (F1 = 2 tp / (predicted +
+    /// true), 0 where that is 0/0, weighted by the true count).
+    pub fn weighted_f1(&self) -> f64 {
+        let n = self.classes.len() / 3;
+        let (tp, pred, truth) = (
+            &self.classes[..n],
+            &self.classes[n..2 * n],
+            &self.classes[2 * n..],
+        );
+        let total: u64 = truth.iter().sum();
+        if total == 0 {
+            return f64::NAN;
+        }
+        let sum: f64 = (0..n)
+            .map(|c| {
+                let den = pred[c] + truth[c];
+                let f1 = if den == 0 {
+                    0.0
+                } else {
+                    2.0 * tp[c] as f64 / den as f64
+                };
+                f1 * truth[c] as f64
+            })
+            .sum();
+        sum / total as f64
+    }
+}
+
+/// Summed Keras CCE loss, count of correct argmaxes and per-class counts over the slices
+/// `order` of `source`.
 fn evaluate_sums(
     model: &Crnn2d,
     source: &dyn SliceSource,
     order: &[usize],
     batch_size: usize,
     device: Device,
-) -> Result<(f64, i64)> {
+) -> Result<ValSums> {
     let c = model.config();
     check_source(
         "evaluation data",
@@ -431,6 +512,8 @@ fn evaluate_sums(
         Some(c.n_classes),
     )?;
     let (mut loss_sum, mut correct) = (0f64, 0i64);
+    let n_classes = c.n_classes;
+    let mut classes = vec![0u64; 3 * n_classes];
     tch::no_grad(|| {
         for_each_batch(source, order, batch_size, |_, batch| {
             let n = batch.labels.len();
@@ -440,13 +523,23 @@ fn evaluate_sums(
             loss_sum += keras_categorical_crossentropy(&probs, &ys, c.n_classes as i64)
                 .f_double_value(&[])?
                 * n as f64;
-            correct += probs
-                .f_argmax(-1, false)?
-                .f_eq_tensor(&ys)?
-                .f_sum(Kind::Int64)?
-                .f_int64_value(&[])?;
+            let predicted =
+                Vec::<i64>::try_from(probs.f_argmax(-1, false)?.f_to_device(Device::Cpu)?)?;
+            for (&p, &t) in predicted.iter().zip(&batch.labels) {
+                let (p, t) = (p as usize, t as usize);
+                if p < n_classes && t < n_classes {
+                    classes[t] += u64::from(p == t);
+                    classes[n_classes + p] += 1;
+                    classes[2 * n_classes + t] += 1;
+                }
+                correct += i64::from(p == t);
+            }
             Ok(())
         })
     })?;
-    Ok((loss_sum, correct))
+    Ok(ValSums {
+        loss: loss_sum,
+        correct,
+        classes,
+    })
 }

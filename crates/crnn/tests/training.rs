@@ -328,3 +328,240 @@ fn bad_data_is_refused() {
     assert!(err.to_string().contains("class_names"), "{err}");
     assert!(!dir.path().join("config.json").exists());
 }
+
+/// The epoch a monitor keeps, by its own rule over the recorded scores (strict improvement,
+/// so the first of equal scores).
+fn expected_best(monitor: crnn::Monitor, history: &[EpochRecord]) -> usize {
+    let mut best = (0usize, monitor.initial());
+    for r in history {
+        let s = monitor.score(r);
+        if monitor.improves(s, best.1) {
+            best = (r.epoch, s);
+        }
+    }
+    best.0
+}
+
+#[test]
+fn each_monitor_keeps_its_own_epoch_on_one_trajectory() {
+    use crnn::Monitor;
+    let mut histories = Vec::new();
+    for monitor in Monitor::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig {
+            monitor,
+            ..train_cfg(8)
+        };
+        let out = fit(dir.path(), cfg, ExistingRun::Refuse, &mut Silent).unwrap();
+        assert_eq!(out.monitor, monitor);
+        assert_eq!(out.history.len(), 8, "{monitor}: patience 100 never stops");
+        assert_eq!(
+            out.best_epoch,
+            expected_best(monitor, &out.history),
+            "{monitor}"
+        );
+        let kept = &out.history[out.best_epoch - 1];
+        assert_eq!(out.best_score, monitor.score(kept), "{monitor}");
+        assert_eq!(out.best_val_loss, kept.val_loss, "{monitor}");
+        for r in &out.history {
+            assert!(
+                (0.0..=1.0).contains(&r.val_f1),
+                "{monitor}: val_f1 {}",
+                r.val_f1
+            );
+        }
+        let file: crnn::ModelFile =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(file.train.monitor, monitor, "recorded in config.json");
+        assert_eq!(file.best_epoch, out.best_epoch);
+        if monitor == Monitor::Last {
+            // The kept weights are the last epoch's: their validation F1 is the last record's,
+            // recomputed here with scikit-learn-equal eval. (Loading draws initial weights
+            // from libtorch's generator: under the lock, as training.)
+            let _guard = lock();
+            let model = TrainedModel::load(dir.path(), Device::Cpu).unwrap();
+            let val = Toy::new(16);
+            let probs = predict_proba(&model.model, &val, 64, Device::Cpu).unwrap();
+            let pred: Vec<usize> = probs
+                .outer_iter()
+                .map(|r| usize::from(r[1] > r[0]))
+                .collect();
+            let truth: Vec<usize> = (0..16).map(|i| crnn::SliceSource::label(&val, i)).collect();
+            let f1 = eval::ClassificationReport::new(&truth, &pred, &names())
+                .unwrap()
+                .weighted_f1();
+            let last = out.history.last().unwrap();
+            assert!(
+                (last.val_f1 - f1).abs() < 1e-12,
+                "{} vs eval {f1}",
+                last.val_f1
+            );
+            assert_eq!(out.best_epoch, 8);
+        }
+        histories.push(
+            out.history
+                .iter()
+                .map(|r| (r.loss, r.val_loss, r.val_acc, r.val_f1))
+                .collect::<Vec<_>>(),
+        );
+    }
+    // The monitor picks weights; it does not change the trajectory.
+    assert!(histories.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[test]
+fn patience_counts_on_the_monitor_and_resume_keeps_it() {
+    use crnn::Monitor;
+    for monitor in [Monitor::ValAccuracy, Monitor::ValLoss, Monitor::Last] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig {
+            monitor,
+            patience: 1,
+            ..train_cfg(10)
+        };
+        let out = fit(dir.path(), cfg, ExistingRun::Refuse, &mut Silent).unwrap();
+        // Where patience 1 stops: the first epoch that does not improve on the best so far.
+        let mut best = monitor.initial();
+        let mut stop = out.history.len();
+        for r in &out.history {
+            let s = monitor.score(r);
+            if monitor.improves(s, best) {
+                best = s;
+            } else {
+                stop = r.epoch;
+                break;
+            }
+        }
+        if monitor == Monitor::Last {
+            assert_eq!((out.history.len(), out.stopped_early), (10, false));
+        } else {
+            assert_eq!(out.history.len(), stop, "{monitor}");
+            assert_eq!(out.stopped_early, stop < 10, "{monitor}");
+        }
+    }
+    // An interrupted run resumes only with its own monitor.
+    let dir = tempfile::tempdir().unwrap();
+    let acc = TrainConfig {
+        monitor: Monitor::ValAccuracy,
+        ..train_cfg(5)
+    };
+    fit(
+        dir.path(),
+        acc.clone(),
+        ExistingRun::Refuse,
+        &mut StopAfter(2),
+    )
+    .unwrap();
+    assert!(matches!(
+        fit(dir.path(), train_cfg(5), ExistingRun::Resume, &mut Silent),
+        Err(Error::Mismatch {
+            what: "training config",
+            ..
+        })
+    ));
+    let whole = tempfile::tempdir().unwrap();
+    let full = fit(whole.path(), acc.clone(), ExistingRun::Refuse, &mut Silent).unwrap();
+    let rest = fit(dir.path(), acc, ExistingRun::Resume, &mut Silent).unwrap();
+    assert_eq!(rest.best_epoch, full.best_epoch);
+    assert_eq!(rest.best_score, full.best_score);
+    assert!(weights(whole.path()) == weights(dir.path()));
+    // Names, and config files from before monitors existed.
+    for m in Monitor::ALL {
+        assert_eq!(Monitor::from_name(m.name()).unwrap(), m);
+    }
+    assert!(Monitor::from_name("val_loss").is_err());
+    let mut old = serde_json::to_value(TrainConfig::default()).unwrap();
+    old.as_object_mut().unwrap().remove("monitor");
+    let read: TrainConfig = serde_json::from_value(old).unwrap();
+    assert_eq!(read.monitor, Monitor::ValLoss);
+}
+
+fn fit_keeping(dir: &std::path::Path, cfg: TrainConfig) -> crnn::TrainOutcome {
+    let _guard = lock();
+    let (train, val, config, names) = (Toy::new(48), Toy::new(16), tiny(), names());
+    let params = FitParams::new(&config, &names, &train, &val, dir)
+        .metadata(serde_json::json!({"test": true}))
+        .keep_epoch_weights(true);
+    Trainer::new(cfg).fit(params, &mut Silent).unwrap()
+}
+
+#[test]
+fn reselecting_equals_training_with_the_other_monitor() {
+    use crnn::Monitor;
+    let src = tempfile::tempdir().unwrap();
+    let out = fit_keeping(src.path(), train_cfg(7));
+    for e in 1..=7 {
+        assert!(
+            crnn::epoch_weights_path(src.path(), e).is_file(),
+            "epoch {e} kept"
+        );
+    }
+    // The last epoch's kept weights are the ones training ended with.
+    assert_eq!(out.monitor, Monitor::ValLoss);
+    for monitor in [Monitor::ValAccuracy, Monitor::ValF1, Monitor::Last] {
+        let direct = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig {
+            monitor,
+            ..train_cfg(7)
+        };
+        let trained = fit(direct.path(), cfg, ExistingRun::Refuse, &mut Silent).unwrap();
+        let re = tempfile::tempdir().unwrap();
+        let dst = re.path().join("model");
+        let chosen = crnn::reselect(src.path(), &dst, monitor).unwrap();
+        assert_eq!(chosen.best_epoch, trained.best_epoch, "{monitor}");
+        assert_eq!(chosen.best_score, trained.best_score, "{monitor}");
+        let strip = |h: &[EpochRecord]| {
+            h.iter()
+                .map(|r| (r.epoch, r.loss, r.acc, r.val_loss, r.val_acc, r.val_f1))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(&chosen.history), strip(&trained.history), "{monitor}");
+        assert!(
+            weights(&dst) == weights(direct.path()),
+            "{monitor}: other weights"
+        );
+        let a: crnn::ModelFile =
+            serde_json::from_str(&std::fs::read_to_string(dst.join("config.json")).unwrap())
+                .unwrap();
+        let b: crnn::ModelFile = serde_json::from_str(
+            &std::fs::read_to_string(direct.path().join("config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(a, b, "{monitor}: config.json");
+        drop((lock(), TrainedModel::load(&dst, Device::Cpu).unwrap()));
+        // A second reselect into the same directory is refused.
+        assert!(matches!(
+            crnn::reselect(src.path(), &dst, monitor),
+            Err(Error::AlreadyTrained { .. })
+        ));
+    }
+}
+
+#[test]
+fn reselecting_is_refused_where_it_cannot_know() {
+    use crnn::Monitor;
+    // A run that stopped early: a monitor that would have trained on cannot be replayed.
+    let src = tempfile::tempdir().unwrap();
+    let out = fit_keeping(
+        src.path(),
+        TrainConfig {
+            monitor: Monitor::ValAccuracy,
+            patience: 1,
+            ..train_cfg(10)
+        },
+    );
+    assert!(out.stopped_early, "{:?}", out.history);
+    let dst = tempfile::tempdir().unwrap();
+    let e = crnn::reselect(src.path(), &dst.path().join("m"), Monitor::Last).unwrap_err();
+    assert!(e.to_string().contains("stopped early"), "{e}");
+    // Without the kept epochs there is nothing to take.
+    let plain = tempfile::tempdir().unwrap();
+    fit(plain.path(), train_cfg(3), ExistingRun::Refuse, &mut Silent).unwrap();
+    let e = crnn::reselect(plain.path(), &dst.path().join("n"), Monitor::Last).unwrap_err();
+    assert!(e.to_string().contains("keep_epoch_weights"), "{e}");
+    // replay_monitor agrees with the trainer on where patience stops.
+    let h = crnn::read_history(src.path()).unwrap();
+    let replay = crnn::replay_monitor(Monitor::ValAccuracy, &h, 1, 10).unwrap();
+    assert_eq!((replay.0, replay.1), (out.best_epoch, out.history.len()));
+}

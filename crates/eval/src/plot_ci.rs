@@ -182,7 +182,11 @@ pub fn plot_differences(
             .x_desc(x_desc)
             .y_labels(n)
             .y_label_formatter(&|y| match y {
-                SegmentValue::CenterOf(i) => labels.get(n - 1 - *i).cloned().unwrap_or_default(),
+                SegmentValue::CenterOf(i) => n
+                    .checked_sub(1 + *i)
+                    .and_then(|k| labels.get(k))
+                    .cloned()
+                    .unwrap_or_default(),
                 _ => String::new(),
             })
             .disable_y_mesh()

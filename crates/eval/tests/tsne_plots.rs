@@ -190,3 +190,53 @@ fn a_long_title_widens_a_small_confusion_plot() {
         title.len()
     );
 }
+
+#[test]
+fn interval_plots_are_drawn() {
+    use eval::plot::{Curve, CurvePoint, DifferenceRow, plot_curves, plot_differences};
+    let dir = tempfile::tempdir().unwrap();
+    let point = |x: f64, v: f64, band: bool| CurvePoint {
+        x,
+        value: v,
+        ci95: band.then_some([v - 0.1, v + 0.1]),
+    };
+    let curves = vec![
+        Curve {
+            label: "song level".into(),
+            points: vec![
+                point(1.0, 0.5, true),
+                point(3.0, 0.6, true),
+                point(29.0, 0.55, true),
+            ],
+            reference: false,
+        },
+        Curve {
+            label: "paper (another data set)".into(),
+            points: vec![point(1.0, 0.93, false), point(3.0, 0.94, false)],
+            reference: true,
+        },
+    ];
+    let path = dir.path().join("curves.png");
+    plot_curves(
+        &path,
+        &curves,
+        "slice length (s)",
+        "F1",
+        "F1 against length",
+    )
+    .unwrap();
+    assert_eq!(png_size(&path), (900, 600));
+    let rows: Vec<DifferenceRow> = (0..5)
+        .map(|i| DifferenceRow {
+            label: format!("artist_{i}"),
+            value: 0.1 * i as f64 - 0.2,
+            ci95: [0.1 * i as f64 - 0.35, 0.1 * i as f64 - 0.05],
+        })
+        .collect();
+    let path = dir.path().join("diff.png");
+    plot_differences(&path, &rows, "B - A", "differences").unwrap();
+    let (w, h) = png_size(&path);
+    assert!(w > 760 && h >= 240, "{w}x{h}");
+    assert!(plot_differences(&path, &[], "x", "t").is_err());
+    assert!(plot_curves(&path, &[], "x", "y", "t").is_err());
+}

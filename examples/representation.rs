@@ -63,11 +63,8 @@ fn main() -> Result<()> {
             store.display()
         );
     }
-    let kind = match meta.split.as_str() {
-        "song" => SplitKind::Song,
-        "album" => SplitKind::Album,
-        "official" => SplitKind::Official,
-        other => bail!("unknown split {other:?} in the model metadata"),
+    let Some(kind) = SplitKind::from_name(&meta.split) else {
+        bail!("unknown split {:?} in the model metadata", meta.split);
     };
     let mut split =
         make_split(&corpus, kind, meta.split_seed, &SplitOptions::default()).or_else(|_| {

@@ -1,19 +1,18 @@
 //! One run of the paper's experiment (split x slice length x seed) and the pieces around it:
 //! the slice source that feeds crnn, evaluation at slice and song level, report files.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use artist20::{Corpus, FeatureConfig, SliceIndex, SliceMode, Split, TrackFeatures};
-use crnn::{
-    Control, CrnnConfig, EpochRecord, ExistingRun, TrainConfig, TrainObserver, TrainedModel,
-    Trainer,
-};
-use eval::{ClassificationReport, Level, TrialRecord, VoteRule};
+use crnn::{CrnnConfig, ExistingRun, TrainConfig, TrainObserver, TrainedModel, Trainer};
+use eval::VoteRule;
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::Array2;
 use serde::{Deserialize, Serialize};
+
+use crate::progress::Progress;
+pub use crate::run_report::{LevelReport, RunCounts, RunReport, SongRecord, collect_reports};
 
 /// How slices are grouped into songs for the vote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -109,108 +108,6 @@ pub struct ModelMetadata {
     pub data: PathBuf,
 }
 
-/// Scores of one vote rule.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LevelReport {
-    /// scikit-learn `classification_report(output_dict=True)` layout.
-    pub report: serde_json::Value,
-    /// The paper's F1 (weighted average).
-    pub weighted_f1: f64,
-    /// Accuracy.
-    pub accuracy: f64,
-    /// Confusion matrix (counts, true x predicted).
-    pub confusion: Vec<Vec<u64>>,
-    /// Classes with an undefined precision/recall (scikit-learn would warn).
-    pub undefined_classes: Vec<String>,
-}
-
-impl LevelReport {
-    fn new(y_true: &[usize], y_pred: &[usize], classes: &[String]) -> Result<(Self, Array2<u64>)> {
-        let r = ClassificationReport::new(y_true, y_pred, classes)?;
-        let cm = eval::confusion_matrix(y_true, y_pred, classes.len())?;
-        Ok((
-            Self {
-                report: r.to_sklearn_json(),
-                weighted_f1: r.weighted_f1(),
-                accuracy: r.accuracy,
-                confusion: cm.outer_iter().map(|row| row.to_vec()).collect(),
-                undefined_classes: r
-                    .undefined_classes()
-                    .into_iter()
-                    .map(String::from)
-                    .collect(),
-            },
-            cm,
-        ))
-    }
-}
-
-/// Counts of one run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunCounts {
-    /// Songs per set (train, val, test).
-    pub songs: [usize; 3],
-    /// Slices per set.
-    pub slices: [usize; 3],
-    /// Test songs that gave no slice (too short) and so have no song-level prediction.
-    pub test_songs_without_slices: Vec<String>,
-}
-
-/// `report.json` of one run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunReport {
-    /// Split name.
-    pub split: String,
-    /// Slice length.
-    pub slice_frames: usize,
-    /// Seed (split, initialisation, shuffle).
-    pub seed: u64,
-    /// Slicing rule.
-    pub slice_mode: SliceMode,
-    /// Song key of the vote.
-    pub song_key: SongKey,
-    /// Classes in label order.
-    pub classes: Vec<String>,
-    /// Artists left out by the split, with why.
-    pub excluded_artists: Vec<(String, String)>,
-    /// Split notes (fallbacks used).
-    pub notes: Vec<String>,
-    /// Sizes.
-    pub counts: RunCounts,
-    /// Best epoch, epochs run, stop reason, time.
-    pub training: serde_json::Value,
-    /// Slice-level scores.
-    pub slice_level: LevelReport,
-    /// Song level with the paper's vote (the tables use this).
-    pub song_level_paper_vote: LevelReport,
-    /// Song level with the mean-probability vote.
-    pub song_level_mean_probability: LevelReport,
-    /// Seconds for training and evaluation.
-    pub seconds: f64,
-}
-
-impl RunReport {
-    /// The records the summary tables are made of.
-    pub fn trial_records(&self) -> Vec<TrialRecord> {
-        vec![
-            TrialRecord {
-                split: self.split.clone(),
-                level: Level::Slice,
-                slice_frames: self.slice_frames,
-                seed: self.seed,
-                weighted_f1: self.slice_level.weighted_f1,
-            },
-            TrialRecord {
-                split: self.split.clone(),
-                level: Level::Song,
-                slice_frames: self.slice_frames,
-                seed: self.seed,
-                weighted_f1: self.song_level_paper_vote.weighted_f1,
-            },
-        ]
-    }
-}
-
 /// Everything one run needs.
 pub struct RunSpec<'a> {
     /// Corpus.
@@ -240,73 +137,15 @@ pub struct RunSpec<'a> {
     /// Data-parallel training across this group (launched by torchrun or srun): every rank
     /// trains, rank 0 alone evaluates and writes.
     pub group: Option<&'a crnn::ProcessGroup>,
-}
-
-/// Epoch progress for one run: a bar on a terminal; when stderr is not one (a log file), a
-/// line at most every [`LOG_EVERY`] with the batches done, the speed and the epoch's ETA.
-struct Progress {
-    bar: ProgressBar,
-    label: String,
-    batch_size: usize,
-    log_lines: bool,
-    epoch_start: Instant,
-    last_line: Instant,
-}
-
-/// Longest silence of the log-line progress.
-const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
-
-impl Progress {
-    fn new(bar: ProgressBar, label: String, batch_size: usize) -> Self {
-        use std::io::IsTerminal;
-        Self {
-            bar,
-            label,
-            batch_size,
-            log_lines: !std::io::stderr().is_terminal(),
-            epoch_start: Instant::now(),
-            last_line: Instant::now(),
-        }
-    }
-}
-
-impl TrainObserver for Progress {
-    fn batch(&mut self, epoch: usize, done: usize, total: usize) {
-        if done == 1 {
-            self.bar.set_length(total as u64);
-            self.bar.set_position(0);
-            self.bar
-                .set_message(format!("{} epoch {epoch}", self.label));
-            self.epoch_start = Instant::now();
-            self.last_line = self.epoch_start;
-        }
-        self.bar.set_position(done as u64);
-        if self.log_lines && (self.last_line.elapsed() >= LOG_EVERY || done == total) {
-            let secs = self.epoch_start.elapsed().as_secs_f64().max(1e-9);
-            let rate = (done * self.batch_size) as f64 / secs;
-            let eta = secs / done as f64 * (total - done) as f64;
-            eprintln!(
-                "{} epoch {epoch}: batch {done}/{total}, {rate:.1} slices/s, {:.0} s in, ETA {:.0} s (then validation)",
-                self.label, secs, eta
-            );
-            self.last_line = Instant::now();
-        }
-    }
-    fn epoch(&mut self, r: &EpochRecord, improved: bool) -> Control {
-        let line = format!(
-            "{} epoch {:>3}: loss {:.4} acc {:.3} | val_loss {:.4} val_acc {:.3} | {:.0} s{}",
-            self.label,
-            r.epoch,
-            r.loss,
-            r.acc,
-            r.val_loss,
-            r.val_acc,
-            r.seconds,
-            if improved { " *" } else { "" }
-        );
-        self.bar.suspend(|| eprintln!("{line}"));
-        Control::Continue
-    }
+    /// The song-level bootstrap of the report's intervals.
+    pub bootstrap: eval::BootstrapParams,
+    /// Keep every epoch's weights in `model/epochs/` (for [`reselect_from`](Self::reselect_from)
+    /// later).
+    pub keep_epoch_weights: bool,
+    /// Instead of training, take the epoch that `train.monitor` picks from this finished run
+    /// directory (same split, length and seed, trained with `keep_epoch_weights`): the run
+    /// that training with that monitor would give ([`crnn::reselect`]).
+    pub reselect_from: Option<PathBuf>,
 }
 
 /// Trains (or resumes) and evaluates one run, writing `report.json`, `model/` and the PNGs
@@ -401,7 +240,8 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<Option<RunReport>> {
         .device(spec.device)
         .existing(existing)
         .metadata(serde_json::to_value(&metadata)?)
-        .backend(spec.backend);
+        .backend(spec.backend)
+        .keep_epoch_weights(spec.keep_epoch_weights);
     let params = match spec.group {
         Some(g) => params.group(g),
         None => params,
@@ -409,18 +249,41 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<Option<RunReport>> {
     // One rank's progress is everyone's (the steps are in lockstep): only rank 0 shows it.
     let mut silent = crnn::Silent;
     let observer: &mut dyn TrainObserver = if main { &mut progress } else { &mut silent };
-    let outcome = match trainer.fit(params, observer) {
+    let fitted = match &spec.reselect_from {
+        Some(_) if spec.group.is_some() => {
+            bail!("--reselect-from does not train: run it without torchrun or srun")
+        }
+        Some(src) => {
+            let o = crnn::reselect(&src.join("model"), &model_dir, spec.train.monitor);
+            if let Ok(o) = &o {
+                eprintln!(
+                    "{label} reselected from {}: monitor {} keeps epoch {} of {}",
+                    src.display(),
+                    o.monitor,
+                    o.best_epoch,
+                    o.history.len()
+                );
+            }
+            o
+        }
+        None => trainer.fit(params, observer),
+    };
+    let outcome = match fitted {
         Err(crnn::Error::AlreadyTrained { .. }) if !main => None,
         Err(crnn::Error::AlreadyTrained { .. }) => {
             // Trained before, killed before its report: evaluate the saved model.
             let history = crnn::read_history(&model_dir)?;
             let file = TrainedModel::load(&model_dir, spec.device)?.file;
+            let best = history.get(file.best_epoch.saturating_sub(1));
             Some(crnn::TrainOutcome {
-                history,
                 best_epoch: file.best_epoch,
                 best_val_loss: file.best_val_loss.unwrap_or(f64::NAN),
-                stopped_early: false,
+                monitor: file.train.monitor,
+                best_score: best.map_or(f64::NAN, |r| file.train.monitor.score(r)),
+                // Fewer epochs than allowed: early stopping ended it.
+                stopped_early: history.len() < file.train.max_epochs,
                 interrupted: false,
+                history,
             })
         }
         Err(e) => return Err(e.into()),
@@ -442,9 +305,30 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<Option<RunReport>> {
         return Ok(None);
     };
 
+    let report = evaluate_run(spec, &train, &val, &test, &outcome, train_seconds, comm, t0)?;
+    crate::cli::write_atomic(&report_path, |tmp| {
+        Ok(std::fs::write(tmp, serde_json::to_string_pretty(&report)?)?)
+    })?;
+    Ok(Some(report))
+}
+
+/// The test stage of a run: predictions, both votes, per-song records, intervals, plots.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_run(
+    spec: &RunSpec<'_>,
+    train: &SplitSlices<'_>,
+    val: &SplitSlices<'_>,
+    test: &SplitSlices<'_>,
+    outcome: &crnn::TrainOutcome,
+    train_seconds: f64,
+    comm: Option<crnn::CommStats>,
+    t0: Instant,
+) -> Result<RunReport> {
+    let split = spec.split;
+    let model_dir = spec.dir.join("model");
     let mut model = TrainedModel::load(&model_dir, spec.device)?;
     model.model.set_backend(spec.backend)?;
-    let probs = crnn::predict_proba(&model.model, &test, spec.train.eval_batch_size, spec.device)?;
+    let probs = crnn::predict_proba(&model.model, test, spec.train.eval_batch_size, spec.device)?;
     let slice_pred: Vec<usize> = probs
         .outer_iter()
         .map(|r| argmax(r.as_slice().unwrap_or(&[])))
@@ -458,63 +342,48 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<Option<RunReport>> {
         .iter()
         .map(|r| song_key_of(spec.corpus, r.track, spec.song_key))
         .collect();
-    let mut unique: Vec<String> = keys.clone();
-    unique.sort();
-    unique.dedup();
-    let song_of_slice: Vec<usize> = keys
-        .iter()
-        .map(|k| unique.binary_search(k).unwrap_or(0))
-        .collect();
-    let mut song_true = vec![usize::MAX; unique.len()];
-    for (s, l) in song_of_slice.iter().zip(test.labels()) {
-        if song_true[*s] == usize::MAX {
-            song_true[*s] = *l;
-        }
-    }
-    let paper_vote = eval::song_vote(probs.view(), &song_of_slice, VoteRule::Paper)?;
-    let mean_vote = eval::song_vote(probs.view(), &song_of_slice, VoteRule::MeanProbability)?;
-    let (song_paper, song_cm) = LevelReport::new(&song_true, &paper_vote, &split.classes)?;
-    let (song_mean, _) = LevelReport::new(&song_true, &mean_vote, &split.classes)?;
-
-    std::fs::create_dir_all(&spec.dir)?;
-    let title = format!(
-        "{} split, {} frames, seed {}",
-        split.kind.name(),
-        spec.slice_frames,
-        spec.train.seed
-    );
-    eval::plot::plot_confusion(
-        &spec.dir.join("confusion_slice.png"),
-        &eval::normalize_rows(&slice_cm),
-        &split.classes,
-        &format!("Slice level: {title}"),
+    let songs = SongGroups::new(&keys, test.labels());
+    let paper_vote = eval::song_vote(probs.view(), &songs.song_of_slice, VoteRule::Paper)?;
+    let mean_vote = eval::song_vote(
+        probs.view(),
+        &songs.song_of_slice,
+        VoteRule::MeanProbability,
     )?;
-    eval::plot::plot_confusion(
-        &spec.dir.join("confusion_song.png"),
-        &eval::normalize_rows(&song_cm),
-        &split.classes,
-        &format!("Song level (paper vote): {title}"),
-    )?;
-    let history: Vec<eval::plot::EpochPoint> = outcome
-        .history
+    let (song_paper, song_cm) = LevelReport::new(&songs.labels, &paper_vote, &split.classes)?;
+    let (song_mean, _) = LevelReport::new(&songs.labels, &mean_vote, &split.classes)?;
+    let fold = split.kind.fold().map(|(f, _)| f);
+    let mut records: Vec<SongRecord> = songs
+        .keys
         .iter()
-        .map(|h| eval::plot::EpochPoint {
-            loss: h.loss,
-            acc: h.acc,
-            val_loss: h.val_loss,
-            val_acc: h.val_acc,
+        .enumerate()
+        .map(|(s, key)| SongRecord {
+            song: key.clone(),
+            artist: split.classes[songs.labels[s]].clone(),
+            predicted: split.classes[paper_vote[s]].clone(),
+            predicted_mean_probability: split.classes[mean_vote[s]].clone(),
+            fold,
+            n_slices: 0,
+            correct_slices: 0,
+            slice_predicted: vec![0; split.classes.len()],
         })
         .collect();
-    eval::plot::plot_training_curves(
-        &spec.dir.join("training_curves.png"),
-        &history,
-        &format!("Training: {title}"),
-    )?;
+    for ((&s, &p), &t) in songs
+        .song_of_slice
+        .iter()
+        .zip(&slice_pred)
+        .zip(test.labels())
+    {
+        records[s].n_slices += 1;
+        records[s].correct_slices += usize::from(p == t);
+        records[s].slice_predicted[p] += 1;
+    }
+    let evidence = crate::evidence::evidence(&records, &split.classes, &spec.bootstrap)?;
 
+    draw_run(spec, &slice_cm, &song_cm, outcome)?;
     let test_tracks_with_slices: std::collections::BTreeSet<usize> =
         test.index.slices.iter().map(|r| r.track).collect();
-    let report = RunReport {
-        split: split.kind.name(),
+    Ok(RunReport {
+        split: split.kind.family().to_string(),
         slice_frames: spec.slice_frames,
         seed: spec.train.seed,
         slice_mode: spec.slice_mode,
@@ -536,6 +405,8 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<Option<RunReport>> {
             "best_epoch": outcome.best_epoch,
             "epochs": outcome.history.len(),
             "best_val_loss": outcome.best_val_loss,
+            "monitor": outcome.monitor,
+            "best_score": outcome.best_score,
             "stopped_early": outcome.stopped_early,
             "seconds": train_seconds,
             "device": format!("{:?}", spec.device),
@@ -547,11 +418,94 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<Option<RunReport>> {
         song_level_paper_vote: song_paper,
         song_level_mean_probability: song_mean,
         seconds: t0.elapsed().as_secs_f64(),
+        fold,
+        folds: split.kind.fold().map(|(_, k)| k),
+        songs: records,
+        song_f1: Some(evidence.song_f1),
+        slice_f1: Some(evidence.slice_f1),
+        per_artist: evidence.per_artist,
+        bootstrap: Some(evidence.bootstrap),
+    })
+}
+
+/// The run's pictures: both confusion matrices and the training curves.
+fn draw_run(
+    spec: &RunSpec<'_>,
+    slice_cm: &ndarray::Array2<u64>,
+    song_cm: &ndarray::Array2<u64>,
+    outcome: &crnn::TrainOutcome,
+) -> Result<()> {
+    let split = spec.split;
+    std::fs::create_dir_all(&spec.dir)?;
+    let fold = match split.kind.fold() {
+        Some((f, k)) => format!(", fold {f} of {k}"),
+        None => String::new(),
     };
-    crate::cli::write_atomic(&report_path, |tmp| {
-        Ok(std::fs::write(tmp, serde_json::to_string_pretty(&report)?)?)
-    })?;
-    Ok(Some(report))
+    let title = format!(
+        "{} split{fold}, {} frames, seed {}",
+        split.kind.family(),
+        spec.slice_frames,
+        spec.train.seed
+    );
+    eval::plot::plot_confusion(
+        &spec.dir.join("confusion_slice.png"),
+        &eval::normalize_rows(slice_cm),
+        &split.classes,
+        &format!("Slice level: {title}"),
+    )?;
+    eval::plot::plot_confusion(
+        &spec.dir.join("confusion_song.png"),
+        &eval::normalize_rows(song_cm),
+        &split.classes,
+        &format!("Song level (paper vote): {title}"),
+    )?;
+    let history: Vec<eval::plot::EpochPoint> = outcome
+        .history
+        .iter()
+        .map(|h| eval::plot::EpochPoint {
+            loss: h.loss,
+            acc: h.acc,
+            val_loss: h.val_loss,
+            val_acc: h.val_acc,
+        })
+        .collect();
+    eval::plot::plot_training_curves(
+        &spec.dir.join("training_curves.png"),
+        &history,
+        &format!("Training: {title}"),
+    )?;
+    Ok(())
+}
+
+/// Slices grouped into songs by key: song ids in sorted key order, each song's label the label
+/// of its first slice (as the paper).
+struct SongGroups {
+    keys: Vec<String>,
+    song_of_slice: Vec<usize>,
+    labels: Vec<usize>,
+}
+
+impl SongGroups {
+    fn new(slice_keys: &[String], slice_labels: &[usize]) -> Self {
+        let mut keys: Vec<String> = slice_keys.to_vec();
+        keys.sort();
+        keys.dedup();
+        let song_of_slice: Vec<usize> = slice_keys
+            .iter()
+            .map(|k| keys.binary_search(k).unwrap_or(0))
+            .collect();
+        let mut labels = vec![usize::MAX; keys.len()];
+        for (s, l) in song_of_slice.iter().zip(slice_labels) {
+            if labels[*s] == usize::MAX {
+                labels[*s] = *l;
+            }
+        }
+        Self {
+            keys,
+            song_of_slice,
+            labels,
+        }
+    }
 }
 
 fn song_key_of(corpus: &Corpus, track: usize, key: SongKey) -> String {
@@ -570,27 +524,4 @@ pub fn argmax(v: &[f32]) -> usize {
             |b, (i, &x)| if x > b.1 { (i, x) } else { b },
         )
         .0
-}
-
-/// Reads every `report.json` under `out`.
-pub fn collect_reports(out: &Path) -> Result<Vec<RunReport>> {
-    let mut reports = Vec::new();
-    let mut stack = vec![out.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() && p.file_name().is_some_and(|n| n != "model") {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == "report.json") {
-                let r: RunReport = serde_json::from_str(&std::fs::read_to_string(&p)?)
-                    .with_context(|| format!("{}", p.display()))?;
-                reports.push(r);
-            }
-        }
-    }
-    Ok(reports)
 }

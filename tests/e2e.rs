@@ -88,17 +88,42 @@ fn experiment_on_a_small_subset_writes_every_artefact() {
     }
     let history = std::fs::read_to_string(run_dir.join("model/history.csv")).unwrap();
     assert!(
-        history.starts_with("epoch,loss,acc,val_loss,val_acc,seconds\n")
+        history.starts_with("epoch,loss,acc,val_loss,val_acc,seconds,val_f1\n")
             && history.lines().count() == 2
     );
+    // Every F1 comes with its song-level bootstrap interval, and every test song is listed.
+    for key in ["song_f1", "slice_f1"] {
+        let v = report[key]["value"].as_f64().unwrap();
+        let ci: Vec<f64> = serde_json::from_value(report[key]["ci95"].clone()).unwrap();
+        assert!(ci[0] <= v && v <= ci[1], "{key}: {v} outside {ci:?}");
+    }
+    assert_eq!(
+        report["song_f1"]["value"].as_f64().unwrap(),
+        report["song_level_paper_vote"]["weighted_f1"]
+            .as_f64()
+            .unwrap()
+    );
+    assert_eq!(report["bootstrap"]["resamples"].as_u64().unwrap(), 10_000);
+    let test_songs = report["songs"].as_array().unwrap();
+    assert_eq!(
+        test_songs.len() as u64
+            + report["counts"]["test_songs_without_slices"]
+                .as_array()
+                .unwrap()
+                .len() as u64,
+        songs[2]
+    );
+    assert_eq!(report["training"]["monitor"], "val-loss");
 
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     for want in [
         "### slice-level weighted F1",
         "### song-level weighted F1",
         "| split | 3 s (94) |",
-        "| song average |",
+        "| song average | 0.",
         "| song best |",
+        "95 % song-level bootstrap interval",
+        "| song | 94 | 0 |",
     ] {
         assert!(md.contains(want), "summary.md lacks {want:?}:\n{md}");
     }
@@ -113,6 +138,15 @@ fn experiment_on_a_small_subset_writes_every_artefact() {
     let test_slices = report["counts"]["slices"][2].as_u64().unwrap() as usize;
     assert_eq!(tsne.lines().count(), test_slices + 1);
     assert_eq!(png_size(&out.join("tsne.png")), (1400, 1100));
+
+    let ci = report["song_f1"]["ci95"].as_array().unwrap();
+    let cell = format!(
+        "| song average | {:.3} [{:.3}, {:.3}] |",
+        report["song_f1"]["value"].as_f64().unwrap(),
+        ci[0].as_f64().unwrap(),
+        ci[1].as_f64().unwrap()
+    );
+    assert!(md.contains(&cell), "summary.md lacks {cell:?}:\n{md}");
 
     // Re-run: the finished run is read back, not trained again.
     let t = std::time::Instant::now();
@@ -176,4 +210,122 @@ fn experiment_on_a_small_subset_writes_every_artefact() {
     .unwrap())
     .unwrap_err();
     assert!(format!("{err:#}").contains("no such folder"), "{err:#}");
+}
+
+/// Song k-fold end to end on the small subset: every song tested once, `pooled.json` in its
+/// documented layout, the summary's interval, a resumed call that trains nothing, and
+/// `compare` of the run with itself (difference 0, p = 1) and with a run on other songs
+/// (refused, naming a song).
+#[test]
+fn song_kfold_pools_its_folds_and_compares() {
+    use artist_crnn::compare::{TestSet, compare, first_difference};
+    crnn::recycle_large_allocations();
+    let dir = tempfile::tempdir().unwrap();
+    let list = common::small_subset(dir.path());
+    let out = dir.path().join("out");
+    let cache = dir.path().join("features.h5");
+    let argv = |split: &str, extra: &[&str]| {
+        let mut v = vec![
+            "experiment",
+            "--data-dir",
+            list.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--no-tsne",
+            "--bootstrap-resamples",
+            "500",
+            "--split",
+            split,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        v.extend_from_slice(extra);
+        Args::try_parse_from(v).unwrap()
+    };
+    let kfold = ["--folds", "2", "--monitor", "val-accuracy"];
+    let first = run(argv("song-kfold", &kfold)).unwrap();
+    assert_eq!(first.runs, 2);
+    let seed_dir = out.join("song-kfold/94/seed-0");
+    for fold in 0..2 {
+        let d = seed_dir.join(format!("fold-{fold}"));
+        assert!(d.join("report.json").is_file() && d.join("model/config.json").is_file());
+        let config = std::fs::read_to_string(d.join("model/config.json")).unwrap();
+        assert!(config.contains("\"monitor\": \"val-accuracy\""), "{config}");
+    }
+    let pooled: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(seed_dir.join("pooled.json")).unwrap())
+            .unwrap();
+    let songs = pooled["songs"].as_array().unwrap();
+    let mut names: Vec<&str> = songs.iter().map(|s| s["song"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    let n = names.len();
+    names.dedup();
+    assert_eq!(names.len(), n, "a song tested twice");
+    assert!(n >= 28, "{n} of 32 songs tested");
+    for s in songs {
+        for key in [
+            "song",
+            "artist",
+            "predicted",
+            "fold",
+            "n_slices",
+            "correct_slices",
+        ] {
+            assert!(!s[key].is_null(), "pooled song lacks {key}: {s}");
+        }
+        assert!(s["correct_slices"].as_u64() <= s["n_slices"].as_u64());
+    }
+    for key in ["song_f1", "slice_f1"] {
+        let v = pooled[key]["value"].as_f64().unwrap();
+        let ci = pooled[key]["ci95"].as_array().unwrap();
+        assert!(
+            ci[0].as_f64().unwrap() <= v && v <= ci[1].as_f64().unwrap(),
+            "{key}"
+        );
+    }
+    assert_eq!(pooled["bootstrap"]["resamples"], 500);
+    assert_eq!(pooled["per_artist"].as_object().unwrap().len(), 3);
+    assert_eq!(pooled["per_fold"].as_array().unwrap().len(), 2);
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("| song-kfold average | "), "{md}");
+    assert!(md.contains("| song-kfold (2 folds) | 94 | 0 |"), "{md}");
+
+    // Killed or not, a second call reads both folds back and trains nothing.
+    let again = run(argv("song-kfold", &kfold)).unwrap();
+    assert_eq!(again.runs, 2);
+    let pooled_again = std::fs::read_to_string(seed_dir.join("pooled.json")).unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&pooled_again).unwrap(),
+        pooled
+    );
+
+    // compare: the run against itself, and against the song split's test songs.
+    let a = TestSet::open(&out.join("song-kfold")).unwrap();
+    let params = eval::BootstrapParams {
+        resamples: 300,
+        seed: 0,
+    };
+    let same = compare(&a, &a, &params).unwrap();
+    assert_eq!(same.song_f1.difference.value, 0.0);
+    assert_eq!(same.song_f1.difference.ci95, [0.0, 0.0]);
+    assert_eq!(same.mcnemar.p_value, 1.0);
+    run(argv("song", &[])).unwrap();
+    let single = TestSet::open(&out.join("song")).unwrap();
+    let why = first_difference(&a, &single).unwrap();
+    assert!(why.contains("song ") && why.contains("tested in"), "{why}");
+    let err = compare(&a, &single, &params).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("not tested on identical songs"),
+        "{err:#}"
+    );
+    // A folder with several runs is refused with the runs listed.
+    let other = out.join("song-kfold/94/seed-1");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::copy(seed_dir.join("pooled.json"), other.join("pooled.json")).unwrap();
+    let err = TestSet::open(&out).unwrap_err();
+    assert!(format!("{err:#}").contains("name one"), "{err:#}");
 }

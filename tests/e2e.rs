@@ -23,6 +23,25 @@ fn png_size(path: &Path) -> (u32, u32) {
     (be(16), be(20))
 }
 
+/// `experiment` on `list` with its store in `cache`, 1 epoch on the CPU, into `out`.
+fn experiment_args(list: &Path, cache: &Path, out: &Path, extra: &[&str]) -> Args {
+    let mut v = vec![
+        "experiment",
+        "--data-dir",
+        list.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    v.extend_from_slice(extra);
+    Args::try_parse_from(v).unwrap()
+}
+
 #[test]
 fn experiment_on_a_small_subset_writes_every_artefact() {
     crnn::recycle_large_allocations();
@@ -31,23 +50,7 @@ fn experiment_on_a_small_subset_writes_every_artefact() {
     let list = common::small_subset(dir.path());
     let out = dir.path().join("out");
     let cache = dir.path().join("features.h5");
-    let argv = |extra: &[&str]| {
-        let mut v = vec![
-            "experiment",
-            "--data-dir",
-            list.to_str().unwrap(),
-            "--cache",
-            cache.to_str().unwrap(),
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        v.extend_from_slice(extra);
-        Args::try_parse_from(v).unwrap()
-    };
+    let argv = |extra: &[&str]| experiment_args(&list, &cache, &out, extra);
     let first = run(argv(&[])).unwrap();
     assert_eq!((first.runs, first.reports.len()), (1, 1));
 
@@ -226,25 +229,14 @@ fn song_kfold_pools_its_folds_and_compares() {
     let cache = dir.path().join("features.h5");
     let argv = |split: &str, extra: &[&str]| {
         let mut v = vec![
-            "experiment",
-            "--data-dir",
-            list.to_str().unwrap(),
-            "--cache",
-            cache.to_str().unwrap(),
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
             "--no-tsne",
             "--bootstrap-resamples",
             "500",
             "--split",
             split,
-            "--out",
-            out.to_str().unwrap(),
         ];
         v.extend_from_slice(extra);
-        Args::try_parse_from(v).unwrap()
+        experiment_args(&list, &cache, &out, &v)
     };
     let kfold = ["--folds", "2", "--monitor", "val-accuracy"];
     let first = run(argv("song-kfold", &kfold)).unwrap();

@@ -40,8 +40,14 @@ pub fn mixed_library(root: &Path) -> (Vec<PathBuf>, PathBuf) {
 /// A list file of three artists of the real `small` tier (fetched with apt on first use):
 /// 32 songs, ~80 minutes of music, at `dir/subset.tsv`.
 pub fn small_subset(dir: &Path) -> PathBuf {
-    let corpus = artist_crnn::data::open_corpus(None, artist20::fetch::Tier::Small)
-        .expect("the small tier (needs apt and network on first use)");
+    // One fetch at a time: the tests of one binary run on threads, and the first fetch
+    // writes the corpus that the others then find ready.
+    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let corpus = {
+        let _turn = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+        artist_crnn::data::open_corpus(None, artist20::fetch::Tier::Small)
+            .expect("the small tier (needs apt and network on first use)")
+    };
     let keep = ["eric_matyas", "roberto_lorenz", "sean_hawk"];
     let list = dir.join("subset.tsv");
     let lines: String = corpus

@@ -33,7 +33,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::split::{SplitKind, SplitOptions, approximate_mode};
+use crate::split::{SplitKind, SplitOptions, approximate_mode, group_by_class};
 use crate::{Corpus, Error, Result};
 
 /// Sets of one fold: (kept artists, train, val, test, notes).
@@ -81,18 +81,7 @@ pub(crate) fn stratified_lenient(
     fraction: f64,
     rng: &mut ChaCha8Rng,
 ) -> (Vec<usize>, Vec<usize>) {
-    let classes: BTreeSet<usize> = labels.iter().copied().collect();
-    let by_class: Vec<Vec<usize>> = classes
-        .iter()
-        .map(|c| {
-            items
-                .iter()
-                .zip(labels)
-                .filter(|(_, l)| *l == c)
-                .map(|(i, _)| *i)
-                .collect()
-        })
-        .collect();
+    let (_, by_class) = group_by_class(items, labels);
     let (mut first, mut second) = (Vec::new(), Vec::new());
     let pool: Vec<&Vec<usize>> = by_class.iter().filter(|m| m.len() >= 2).collect();
     for single in by_class.iter().filter(|m| m.len() < 2) {

@@ -236,6 +236,26 @@ pub(crate) fn approximate_mode(
     floored
 }
 
+/// The distinct labels in ascending order, and the items of each.
+pub(crate) fn group_by_class(
+    items: &[usize],
+    labels: &[usize],
+) -> (BTreeSet<usize>, Vec<Vec<usize>>) {
+    let classes: BTreeSet<usize> = labels.iter().copied().collect();
+    let by_class = classes
+        .iter()
+        .map(|c| {
+            items
+                .iter()
+                .zip(labels)
+                .filter(|(_, l)| *l == c)
+                .map(|(i, _)| *i)
+                .collect()
+        })
+        .collect();
+    (classes, by_class)
+}
+
 /// scikit-learn's stratified `train_test_split(items, test_size=fraction, stratify=labels)`:
 /// `n_test = ceil(fraction * n)`; returns (train, test).
 fn stratified(
@@ -248,18 +268,7 @@ fn stratified(
     let n = items.len();
     let n_test = (fraction * n as f64).ceil() as usize;
     let n_train = n - n_test.min(n);
-    let classes: BTreeSet<usize> = labels.iter().copied().collect();
-    let by_class: Vec<Vec<usize>> = classes
-        .iter()
-        .map(|c| {
-            items
-                .iter()
-                .zip(labels)
-                .filter(|(_, l)| *l == c)
-                .map(|(i, _)| *i)
-                .collect()
-        })
-        .collect();
+    let (classes, by_class) = group_by_class(items, labels);
     let fail = |reason: String| Error::Split {
         split: what.to_string(),
         reason,

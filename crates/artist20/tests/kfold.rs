@@ -2,38 +2,13 @@
 //! folds, disjoint sets, determinism pinned by a golden, and refusals that name the artists.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::corpus;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
-use artist20::{Corpus, Error, SplitKind, SplitOptions, Track, make_split, song_fold_assignment};
-
-/// A corpus of `artists` artists; artist `a` has `albums(a)` albums of `songs(a, b)` songs.
-fn corpus(
-    artists: usize,
-    albums: impl Fn(usize) -> usize,
-    songs: impl Fn(usize, usize) -> usize,
-) -> Corpus {
-    let mut tracks = Vec::new();
-    for a in 0..artists {
-        for b in 0..albums(a) {
-            for s in 0..songs(a, b) {
-                let rel = format!("artist_{a:02}/album_{b}/song_{s:02}.mp3");
-                tracks.push(Track {
-                    path: PathBuf::from(&rel),
-                    rel_path: rel,
-                    artist: format!("artist_{a:02}"),
-                    album: format!("album_{b}"),
-                });
-            }
-        }
-    }
-    tracks.sort_by(|x, y| x.rel_path.cmp(&y.rel_path));
-    Corpus {
-        source: PathBuf::from("synthetic"),
-        tracks,
-        skipped: Vec::new(),
-    }
-}
+use artist20::{Corpus, Error, SplitKind, SplitOptions, make_split, song_fold_assignment};
 
 fn song_folds(c: &Corpus, folds: usize, seed: u64) -> Vec<artist20::Split> {
     (0..folds)

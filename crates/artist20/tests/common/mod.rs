@@ -1,8 +1,10 @@
-//! Helpers shared by the store and shard tests: the libhdf5 turn-taking lock and a sine WAV
-//! writer for synthetic corpora.
+//! Helpers shared by the tests: the libhdf5 turn-taking lock, a sine WAV writer for
+//! synthetic corpora, and synthetic corpora without files for the split tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use artist20::{Corpus, Track};
 
 /// libhdf5 is one global library (its file locks too); these tests take turns with it.
 static HDF5: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -26,4 +28,33 @@ pub fn wav(path: &Path, seconds: f32, freq: f32) {
         w.write_sample((x * 32767.0) as i16).unwrap();
     }
     w.finalize().unwrap();
+}
+
+/// A corpus of `artists` artists without files; artist `a` has `albums(a)` albums of
+/// `songs(a, b)` songs.
+pub fn corpus(
+    artists: usize,
+    albums: impl Fn(usize) -> usize,
+    songs: impl Fn(usize, usize) -> usize,
+) -> Corpus {
+    let mut tracks = Vec::new();
+    for a in 0..artists {
+        for b in 0..albums(a) {
+            for s in 0..songs(a, b) {
+                let rel = format!("artist_{a:02}/album_{b}/song_{s:02}.mp3");
+                tracks.push(Track {
+                    path: PathBuf::from(&rel),
+                    rel_path: rel,
+                    artist: format!("artist_{a:02}"),
+                    album: format!("album_{b}"),
+                });
+            }
+        }
+    }
+    tracks.sort_by(|x, y| x.rel_path.cmp(&y.rel_path));
+    Corpus {
+        source: PathBuf::from("synthetic"),
+        tracks,
+        skipped: Vec::new(),
+    }
 }

@@ -222,6 +222,9 @@ pub fn collect_pooled(out: &Path) -> Result<Vec<Pooled>> {
     Ok(found)
 }
 
+/// One run's test songs and its classes, as [`pool_runs`] takes them.
+pub type RunSongs<'a> = (&'a [SongRecord], &'a [String]);
+
 /// The intervals over the test songs of several runs together (for example one per seed):
 /// each (run, song) is one unit of the bootstrap. `None` if the runs disagree on the classes
 /// or lack per-song records.

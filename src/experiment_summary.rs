@@ -10,10 +10,10 @@ use eval::plot::{Curve, CurvePoint};
 use eval::{BootstrapParams, Level, Summary, TrialRecord};
 
 use crate::cli::write_atomic;
-use crate::evidence::{Pooled, collect_pooled, pool_runs};
+use crate::evidence::{Pooled, RunSongs, collect_pooled, pool_runs};
 use crate::experiment::RunReport;
 use crate::experiment_cli::run_dir;
-use crate::run_report::{SongRecord, collect_reports};
+use crate::run_report::collect_reports;
 
 /// The paper's artist20 numbers (mean of 3 seeds, song split; `original-spec.md`): slice
 /// length in frames, slice-level and song-level weighted F1. Another data set: drawn beside
@@ -72,7 +72,7 @@ pub fn write_summary(
     records.extend(pooled.iter().flat_map(pooled_records));
     let mut summary = Summary::new(&records, frames_per_second);
     // Cells of several seeds: the interval over every seed's test songs together.
-    let mut units: BTreeMap<(String, usize), Vec<(&[SongRecord], &[String])>> = BTreeMap::new();
+    let mut units: BTreeMap<(String, usize), Vec<RunSongs<'_>>> = BTreeMap::new();
     for r in reports.iter().filter(|r| r.fold.is_none()) {
         units
             .entry((r.split.clone(), r.slice_frames))

@@ -18,7 +18,7 @@ pub struct Progress {
 }
 
 /// Longest silence of the log-line progress.
-const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
+pub const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
 
 impl Progress {
     /// Progress of the run `label`, `batch_size` slices per step.

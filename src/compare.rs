@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use eval::{BootstrapParams, PairedReport, paired_bootstrap};
 
 use crate::evidence::{Pooled, predictions};
-use crate::run_report::{RunReport, SongRecord, find_files};
+use crate::run_report::{RunReport, SongRecord, find_files, monitor_of};
 
 /// The test songs of one side of a comparison.
 #[derive(Debug, Clone)]
@@ -23,13 +23,6 @@ pub struct TestSet {
     pub classes: Vec<String>,
     /// The songs, sorted by (fold, song).
     pub songs: Vec<SongRecord>,
-}
-
-fn monitor_of(training: &serde_json::Value) -> &str {
-    training
-        .get("monitor")
-        .and_then(|m| m.as_str())
-        .unwrap_or("val-loss")
 }
 
 impl TestSet {
@@ -58,10 +51,7 @@ impl TestSet {
                     p.folds,
                     p.slice_frames,
                     p.seed,
-                    p.training
-                        .get("monitor")
-                        .and_then(|m| m.as_str())
-                        .unwrap_or("val-loss")
+                    monitor_of(&p.training)
                 ),
                 source: file.clone(),
                 classes: p.classes,

@@ -13,7 +13,7 @@ use crate::cli::write_atomic;
 use crate::evidence::{Pooled, RunSongs, collect_pooled, pool_runs};
 use crate::experiment::RunReport;
 use crate::experiment_cli::run_dir;
-use crate::run_report::collect_reports;
+use crate::run_report::{collect_reports, monitor_of};
 
 /// The paper's artist20 numbers (mean of 3 seeds, song split; `original-spec.md`): slice
 /// length in frames, slice-level and song-level weighted F1. Another data set: drawn beside
@@ -125,7 +125,7 @@ fn test_songs_table(reports: &[RunReport], pooled: &[Pooled]) -> String {
                 r.slice_frames,
                 r.seed,
                 r.songs.len(),
-                r.training["monitor"].as_str().unwrap_or("val-loss")
+                monitor_of(&r.training)
             )
         })
         .collect();
@@ -137,7 +137,7 @@ fn test_songs_table(reports: &[RunReport], pooled: &[Pooled]) -> String {
             p.slice_frames,
             p.seed,
             p.songs.len(),
-            p.training["monitor"].as_str().unwrap_or("val-loss")
+            monitor_of(&p.training)
         )
     }));
     format!(

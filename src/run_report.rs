@@ -200,3 +200,12 @@ pub struct SongRecord {
     #[serde(default)]
     pub slice_predicted: Vec<u32>,
 }
+
+/// The monitor recorded in a report's `training` (or a pooled run's settings); `val-loss` for
+/// reports written before monitors existed.
+pub fn monitor_of(training: &serde_json::Value) -> &str {
+    training
+        .get("monitor")
+        .and_then(|m| m.as_str())
+        .unwrap_or("val-loss")
+}

@@ -93,6 +93,10 @@ impl Isa {
 
     /// The variant `CRNN_KERNELS_ISA` asks for: `None` when it is unset, empty or `auto`;
     /// an error when it names no variant or one this CPU does not run.
+    ///
+    /// The only place this crate (and `crnn`) reads the environment, called by applications
+    /// only: [`Plan::detect`](crate::Plan::detect) and everything else in the libraries take
+    /// the instruction set as a value.
     pub fn from_env() -> Result<Option<Isa>> {
         let Some(v) = std::env::var_os(ISA_ENV) else {
             return Ok(None);

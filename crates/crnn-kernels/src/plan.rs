@@ -107,8 +107,9 @@ impl Plan {
         }
     }
 
-    /// Like [`detect`](Self::detect), but `CRNN_KERNELS_ISA` (`portable`, `avx2`, `avx512`
-    /// or `auto`) overrides the instruction set; an unknown or unavailable one is an error.
+    /// For applications: [`detect`](Self::detect) with the instruction set of
+    /// [`Isa::from_env`] (`CRNN_KERNELS_ISA`: `portable`, `avx2`, `avx512` or `auto`); an
+    /// unknown or unavailable one is an error. Nothing in the libraries calls it.
     pub fn from_env() -> Result<Self> {
         let plan = Self::detect();
         match Isa::from_env()? {

@@ -1,8 +1,9 @@
 //! Quick throughput check outside criterion:
 //! `cargo run --release -p crnn --example throughput -- [--frames 94] [--threads 2] [--no-malloc] [--nchw] [--device cuda] [--only infer|train] [--reps 3] [--libtorch-ops] [--isa avx512|avx2|portable] [--conv winograd|direct]`
 //!
-//! The backend is the device's default (`ConvBackend::default_for`, which honours
-//! `CRNN_KERNELS_ISA`); `--libtorch-ops` or `--isa` override it. It is printed to stderr, the
+//! The backend is the device's default with the instruction set that `CRNN_KERNELS_ISA`
+//! names (`ConvBackend::choose(device, Isa::from_env()?)`) and the conv algorithm that
+//! `CRNN_CONV_ALGORITHM` names; `--libtorch-ops`, `--isa` and `--conv` override them. It is printed to stderr, the
 //! numbers to stdout (one line, which scripts read).
 use std::time::Instant;
 
@@ -38,10 +39,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         model.set_backend(ConvBackend::LibtorchOps)?;
     } else if let Some(isa) = arg("--isa") {
         model.set_backend(ConvBackend::FusedCpu(isa.parse()?))?;
+    } else {
+        model.set_backend(ConvBackend::choose(device, crnn::crnn_kernels::Isa::from_env()?)?)?;
     }
-    if let Some(conv) = arg("--conv") {
-        model.set_conv_algorithm(crnn::ConvAlgorithm::from_name(&conv)?);
-    }
+    model.set_conv_algorithm(match arg("--conv") {
+        Some(conv) => crnn::ConvAlgorithm::from_name(&conv)?,
+        None => crnn::ConvAlgorithm::from_env()?,
+    });
     eprintln!(
         "backend {} ({} 3x3 convolutions), CPU kernels available: {:?}",
         model.backend(),

@@ -71,36 +71,57 @@ impl KerasAdam {
         }
     }
 
-    /// Back-propagates `loss` and applies one update.
+    /// Back-propagates `loss` and applies one update. Panics where
+    /// [`f_backward_step`](Self::f_backward_step) returns an error.
     pub fn backward_step(&mut self, loss: &Tensor) {
+        if let Err(e) = self.f_backward_step(loss) {
+            panic!("KerasAdam::backward_step: {e}");
+        }
+    }
+
+    /// [`backward_step`](Self::backward_step) with errors returned (a loss that is not a
+    /// scalar with a gradient, say).
+    pub fn f_backward_step(&mut self, loss: &Tensor) -> Result<()> {
         self.zero_grad();
-        loss.backward();
-        self.apply(&[]);
+        loss.f_backward()?;
+        self.f_apply(&[])
     }
 
     /// One update from the gradients autograd left in the variables, or, for variables
     /// listed in `gradients` as `(variable, gradient)`, from the gradient given there (the
     /// fused CPU step computes the conv stack's gradients itself). A variable with neither is
-    /// left alone, as Keras does for variables outside the loss.
+    /// left alone, as Keras does for variables outside the loss. Panics where
+    /// [`f_apply`](Self::f_apply) returns an error.
     pub fn apply(&mut self, gradients: &[(Tensor, Tensor)]) {
+        if let Err(e) = self.f_apply(gradients) {
+            panic!("KerasAdam::apply: {e}");
+        }
+    }
+
+    /// [`apply`](Self::apply) with errors returned (a given gradient of another shape or
+    /// dtype than its variable, say).
+    pub fn f_apply(&mut self, gradients: &[(Tensor, Tensor)]) -> Result<()> {
         self.step += 1;
         let t = self.step as i32;
         let lr_t = self.lr * (1.0 - self.beta2.powi(t)).sqrt() / (1.0 - self.beta1.powi(t));
-        tch::no_grad(|| {
+        let (b1, b2, eps) = (self.beta1, self.beta2, self.epsilon);
+        tch::no_grad(|| -> Result<()> {
             for ((p, m), v) in self.params.iter().zip(&mut self.m).zip(&mut self.v) {
                 let g = gradient_of(p, gradients);
                 if !g.defined() {
                     continue;
                 }
-                *m *= self.beta1;
-                *m += &g * (1.0 - self.beta1);
-                *v *= self.beta2;
-                *v += &g * &g * (1.0 - self.beta2);
-                let update = &*m * lr_t / (v.sqrt() + self.epsilon);
-                let mut p = p.shallow_clone();
-                p -= update;
+                let _ = m.f_mul_scalar_(b1)?;
+                let _ = m.f_add_(&g.f_mul_scalar(1.0 - b1)?)?;
+                let _ = v.f_mul_scalar_(b2)?;
+                let _ = v.f_add_(&g.f_mul(&g)?.f_mul_scalar(1.0 - b2)?)?;
+                let update = m
+                    .f_mul_scalar(lr_t)?
+                    .f_div(&v.f_sqrt()?.f_add_scalar(eps)?)?;
+                let _ = p.shallow_clone().f_sub_(&update)?;
             }
-        });
+            Ok(())
+        })
     }
 
     /// The gradient [`apply`](Self::apply) would use for each variable that has one, in

@@ -43,13 +43,18 @@ pub enum ConvAlgorithm {
     Direct,
 }
 
-/// The environment variable that overrides the default [`ConvAlgorithm`] of a model built
-/// by [`Crnn2d::new`](crate::Crnn2d::new): `winograd`, `direct` or `auto` (the default).
+/// The environment variable that [`ConvAlgorithm::from_env`] reads: `winograd`, `direct` or
+/// `auto` (the default).
 pub const CONV_ALGORITHM_ENV: &str = "CRNN_CONV_ALGORITHM";
 
 impl ConvAlgorithm {
     /// The algorithm that `CRNN_CONV_ALGORITHM` names ([`Winograd`](Self::Winograd) when it
     /// is unset, empty or `auto`); another value is an error.
+    ///
+    /// The only place crnn reads this variable, and nothing in the library calls it: an
+    /// application (the workspace's examples and benches) calls it and passes the value on
+    /// ([`Crnn2d::set_conv_algorithm`](crate::Crnn2d::set_conv_algorithm),
+    /// [`FitParams::conv_algorithm`](crate::FitParams::conv_algorithm)).
     pub fn from_env() -> Result<Self> {
         match std::env::var_os(CONV_ALGORITHM_ENV) {
             None => Ok(Self::default()),
@@ -87,18 +92,32 @@ impl fmt::Display for ConvAlgorithm {
 }
 
 impl ConvBackend {
-    /// The default for `device`: on the CPU, [`FusedCpu`](Self::FusedCpu) with the
-    /// instruction set that `CRNN_KERNELS_ISA` names, else the fastest this CPU has; but
-    /// [`LibtorchOps`](Self::LibtorchOps) when that would be the portable build (a CPU
-    /// without AVX2+FMA: the portable build computes each fused multiply-add in software
-    /// there, ~60x slower in block 1 than AVX2, and slower than libtorch). Unless forced by
-    /// `CRNN_KERNELS_ISA=portable`. On other devices `LibtorchOps`.
+    /// The default for `device`: on the CPU, [`FusedCpu`](Self::FusedCpu) with the fastest
+    /// instruction set this CPU has, but [`LibtorchOps`](Self::LibtorchOps) when that would be
+    /// the portable build (a CPU without AVX2+FMA: the portable build computes each fused
+    /// multiply-add in software there, ~60x slower in block 1 than AVX2, and slower than
+    /// libtorch). On other devices `LibtorchOps`. Reads no environment and never fails (the
+    /// `Result` keeps the signature of earlier versions); [`choose`](Self::choose) takes an
+    /// instruction set that the caller asked for.
     pub fn default_for(device: Device) -> Result<Self> {
+        Ok(Self::choose(device, None)?)
+    }
+
+    /// The backend for `device` when the caller asked for instruction set `isa` (for example
+    /// `crnn_kernels::Isa::from_env()?`, what an application's `CRNN_KERNELS_ISA` says):
+    /// `Some(isa)` on the CPU is [`FusedCpu(isa)`](Self::FusedCpu), checked against this CPU
+    /// (`portable` included: asking for it forces it); `None` is
+    /// [`default_for`](Self::default_for). On other devices `LibtorchOps` whatever `isa` is:
+    /// an instruction set is a CPU matter.
+    pub fn choose(device: Device, isa: Option<Isa>) -> Result<Self> {
         if device != Device::Cpu {
             return Ok(Self::LibtorchOps);
         }
-        Ok(match Isa::from_env()? {
-            Some(isa) => Self::FusedCpu(isa),
+        Ok(match isa {
+            Some(isa) => {
+                isa.check()?;
+                Self::FusedCpu(isa)
+            }
             None => match Isa::best() {
                 Isa::Portable => Self::LibtorchOps,
                 isa => Self::FusedCpu(isa),
@@ -267,6 +286,21 @@ mod tests {
         assert_eq!(
             ConvBackend::default_for(Device::Cuda(0)).unwrap(),
             ConvBackend::LibtorchOps
+        );
+        // An instruction set asked for is a CPU matter: CUDA ignores it, the CPU checks it.
+        for isa in Isa::ALL {
+            assert_eq!(
+                ConvBackend::choose(Device::Cuda(0), Some(isa)).unwrap(),
+                ConvBackend::LibtorchOps
+            );
+            assert_eq!(
+                ConvBackend::choose(Device::Cpu, Some(isa)).is_ok(),
+                isa.is_available()
+            );
+        }
+        assert_eq!(
+            ConvBackend::choose(Device::Cpu, None).unwrap(),
+            ConvBackend::default_for(Device::Cpu).unwrap()
         );
     }
 }

@@ -60,6 +60,12 @@ pub struct ModelFile {
     pub best_epoch: usize,
     /// Its validation loss.
     pub best_val_loss: Option<f64>,
+    /// Whether early stopping ended the run, recorded when it finished (absent in files of
+    /// unfinished runs and in files written before it was recorded:
+    /// [`recorded_outcome`](crate::recorded_outcome) then replays the monitor over the
+    /// history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<bool>,
 }
 
 /// The resume commit point.
@@ -107,18 +113,13 @@ fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f6
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
-/// Writes through a temporary file in the same directory and a rename.
+/// Writes through [`atomic_file::write_atomic`]: a temporary file in the same directory
+/// (extension last: tch picks the format from it), fsync, rename, fsync of the directory.
 pub(crate) fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    // Keep the extension last: tch picks the format from it.
-    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
-    if let Err(e) = write(&tmp) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    atomic_file::write_atomic(path, write).map_err(|e| match e {
+        atomic_file::Error::Write(e) => e,
+        atomic_file::Error::Io { path, source, .. } => Error::Io { path, source },
+    })
 }
 
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
@@ -244,6 +245,11 @@ impl TrainedModel {
     /// Loads `config.json` and `weights.safetensors` from `dir` onto `device`, with the
     /// device's default [`ConvBackend`](crate::ConvBackend) (change it with
     /// [`Crnn2d::set_backend`]).
+    ///
+    /// The directory of an unfinished run (killed, interrupted, or still training) loads too:
+    /// its weights are the best epoch so far, not a result. [`is_finished`](Self::is_finished)
+    /// and [`unfinished_note`](Self::unfinished_note) tell; an application should say so
+    /// before it predicts (this workspace's `predict` and `representation` examples do).
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
         let file: ModelFile = read_json(&dir.join(CONFIG_FILE))?;
         if file.class_names.len() != file.model.n_classes {
@@ -260,5 +266,23 @@ impl TrainedModel {
         let model = Crnn2d::new(&vs.root(), &file.model)?;
         load_variables(&mut vs, &dir.join(WEIGHTS_FILE))?;
         Ok(Self { vs, model, file })
+    }
+
+    /// Whether training finished (early stop or the epoch limit): the weights are the run's
+    /// result. `false` for an unfinished run, whose weights are the best epoch so far.
+    pub fn is_finished(&self) -> bool {
+        self.file.status == RunStatus::Finished
+    }
+
+    /// `None` for a finished run; for an unfinished one, a sentence saying what its weights
+    /// are (epochs completed, the epoch kept, the epoch limit).
+    pub fn unfinished_note(&self) -> Option<String> {
+        let f = &self.file;
+        (!self.is_finished()).then(|| {
+            format!(
+                "the run is unfinished ({} of at most {} epochs completed): its weights are the best epoch so far (epoch {}), not a result; resume training to finish it",
+                f.epochs_completed, f.train.max_epochs, f.best_epoch
+            )
+        })
     }
 }

@@ -20,8 +20,10 @@ pub trait SliceSource: Sync {
     }
     /// `(n_mels, frames)` of every slice.
     fn slice_shape(&self) -> (usize, usize);
-    /// Writes slice `index`, row-major `[n_mels, frames]`, into `out` (`n_mels * frames` long).
-    fn write_slice(&self, index: usize, out: &mut [f32]);
+    /// Writes slice `index`, row-major `[n_mels, frames]`, into `out` (`n_mels * frames` long),
+    /// or says why it cannot ([`Error::Slice`], or any other error of this crate): the batch
+    /// is then not used, and the training or inference call fails with it.
+    fn write_slice(&self, index: usize, out: &mut [f32]) -> Result<()>;
     /// Class of slice `index` (ignored by inference).
     fn label(&self, index: usize) -> usize;
 }
@@ -67,8 +69,19 @@ impl SliceSource for ViewSource<'_> {
     fn slice_shape(&self) -> (usize, usize) {
         self.shape
     }
-    fn write_slice(&self, index: usize, out: &mut [f32]) {
-        let view = &self.slices[index];
+    fn write_slice(&self, index: usize, out: &mut [f32]) -> Result<()> {
+        let view = self.slices.get(index).ok_or_else(|| Error::Slice {
+            what: "views",
+            index,
+            reason: format!("there are {} slices", self.slices.len()),
+        })?;
+        if out.len() != view.len() {
+            return Err(Error::Shape {
+                what: "slice buffer",
+                expected: vec![view.len() as i64],
+                got: vec![out.len() as i64],
+            });
+        }
         match view.as_slice() {
             Some(s) => out.copy_from_slice(s),
             None => {
@@ -77,6 +90,7 @@ impl SliceSource for ViewSource<'_> {
                 }
             }
         }
+        Ok(())
     }
     fn label(&self, index: usize) -> usize {
         self.labels[index]
@@ -125,7 +139,8 @@ pub(crate) struct Batch {
 }
 
 /// Calls `consume` on consecutive batches of `order`, assembled by a background thread (two
-/// batches ahead) while `consume` runs. Stops at the first error `consume` returns.
+/// batches ahead) while `consume` runs. Stops at the first error `consume` returns, or at the
+/// first slice the source cannot write (that batch is never consumed).
 pub(crate) fn for_each_batch(
     source: &dyn SliceSource,
     order: &[usize],
@@ -135,27 +150,79 @@ pub(crate) fn for_each_batch(
     let (n_mels, frames) = source.slice_shape();
     let per = n_mels * frames;
     std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::sync_channel::<Batch>(2);
+        let (tx, rx) = mpsc::sync_channel::<Result<Batch>>(2);
         let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<f32>>();
         scope.spawn(move || {
             for chunk in order.chunks(batch_size.max(1)) {
                 let mut data = recycle_rx.try_recv().unwrap_or_default();
                 data.resize(chunk.len() * per, 0.0);
-                for (&i, out) in chunk.iter().zip(data.chunks_exact_mut(per)) {
-                    source.write_slice(i, out);
-                }
-                let labels = chunk.iter().map(|&i| source.label(i) as i64).collect();
-                if tx.send(Batch { data, labels }).is_err() {
+                let written = chunk
+                    .iter()
+                    .zip(data.chunks_exact_mut(per))
+                    .try_for_each(|(&i, out)| source.write_slice(i, out));
+                let batch = written.map(|()| Batch {
+                    data,
+                    labels: chunk.iter().map(|&i| source.label(i) as i64).collect(),
+                });
+                let failed = batch.is_err();
+                if tx.send(batch).is_err() || failed {
                     break;
                 }
             }
         });
         for (i, batch) in rx.iter().enumerate() {
+            let batch = batch?;
             consume(i, &batch)?;
             let _ = recycle_tx.send(batch.data);
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source whose slice 5 cannot be read.
+    struct Holey;
+
+    impl SliceSource for Holey {
+        fn len(&self) -> usize {
+            8
+        }
+        fn slice_shape(&self) -> (usize, usize) {
+            (2, 3)
+        }
+        fn write_slice(&self, index: usize, out: &mut [f32]) -> Result<()> {
+            if index == 5 {
+                return Err(Error::Slice {
+                    what: "test data",
+                    index,
+                    reason: "no view".into(),
+                });
+            }
+            out.fill(index as f32);
+            Ok(())
+        }
+        fn label(&self, _index: usize) -> usize {
+            0
+        }
+    }
+
+    #[test]
+    fn a_slice_that_cannot_be_written_fails_the_pass_and_its_batch_is_never_used() {
+        let order: Vec<usize> = (0..8).collect();
+        let mut seen = Vec::new();
+        let err = for_each_batch(&Holey, &order, 2, |i, batch| {
+            seen.push((i, batch.data[0]));
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::Slice { index: 5, .. }), "{err}");
+        // Batches 0 and 1 (slices 0-3) were used; batch 2 (slices 4, 5) never was, and no
+        // recycled buffer of an earlier batch stood in for it.
+        assert_eq!(seen, vec![(0, 0.0), (1, 2.0)]);
+    }
 }
 
 /// A batch of `n` row-major `[n_mels, frames]` slices as a `[n, 1, n_mels, frames]` tensor on `device`.

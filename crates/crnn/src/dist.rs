@@ -2,7 +2,6 @@
 //! CPU) or ProcessGroupNCCL (on CUDA), through the C++ shim, for data-parallel training.
 
 use std::ffi::{CString, c_char, c_int, c_void};
-use std::path::PathBuf;
 use std::ptr::NonNull;
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use tch::{Device, Kind, Tensor};
 use torch_sys::C_tensor;
 
 use crate::backend::c_message;
-use crate::launch::Launch;
+use crate::dist_params::{CollectiveBackend, GlooDevice, GroupParams, Rendezvous};
 use crate::{Error, Result};
 
 unsafe extern "C" {
@@ -59,152 +58,23 @@ unsafe extern "C" {
         error_len: usize,
     ) -> c_int;
     fn crnn_pg_barrier(group: *mut c_void, error: *mut c_char, error_len: usize) -> c_int;
+    fn crnn_pg_publish_failure(
+        group: *mut c_void,
+        rank: c_int,
+        world: c_int,
+        message: *const c_char,
+        grace_ms: i64,
+        first: *mut c_int,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> c_int;
 }
 
-/// How long a rendezvous or a collective may wait for the other ranks before it fails:
-/// 30 minutes, as `torch.distributed`'s default for Gloo.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-
-/// Where the ranks find each other.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rendezvous {
-    /// A c10d `TCPStore` at `addr:port` (`MASTER_ADDR`, `MASTER_PORT`). Rank 0 hosts it,
-    /// unless `agent_store` says the launcher's agent already does (torchrun sets
-    /// `TORCHELASTIC_USE_AGENT_STORE=True`); then every rank is a client.
-    Tcp {
-        /// Host name or address of the store.
-        addr: String,
-        /// Its port.
-        port: u16,
-        /// The launcher hosts the store.
-        agent_store: bool,
-    },
-    /// A c10d `FileStore`: one file on a file system every rank sees (tests, or clusters
-    /// without a usable network for the store). Use a fresh path per run.
-    File {
-        /// The store's file.
-        path: PathBuf,
-    },
-}
-
-/// Which network address Gloo binds to for its connections.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum GlooDevice {
-    /// This machine's host name resolved, falling back to loopback (as `torch.distributed`
-    /// without `GLOO_SOCKET_IFNAME`).
-    #[default]
-    Default,
-    /// This host name or address (`127.0.0.1` for single-machine tests).
-    Hostname(String),
-    /// The address of this network interface (`GLOO_SOCKET_IFNAME`, e.g. `eth0`).
-    Interface(String),
-}
-
-/// What [`ProcessGroup::new`] needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupParams {
-    /// This process's rank, `0..world_size`.
-    pub rank: usize,
-    /// Number of processes.
-    pub world_size: usize,
-    /// Where the ranks meet.
-    pub rendezvous: Rendezvous,
-    /// Bound on the rendezvous and on every collective.
-    ///
-    /// Default: [`DEFAULT_TIMEOUT`] (30 min).
-    pub timeout: Duration,
-    /// Gloo's address.
-    ///
-    /// Default: [`GlooDevice::Default`].
-    pub gloo: GlooDevice,
-    /// Where the tensors of the collectives live. `Device::Cpu`: ProcessGroupGloo.
-    /// `Device::Cuda(i)`: ProcessGroupNCCL on GPU `i` when this build has it
-    /// ([`ProcessGroup::nccl_available`]), else Gloo with the tensors staged through host
-    /// memory.
-    ///
-    /// Default: `Device::Cpu`.
-    pub device: Device,
-    /// The c10d backend, as `torch.distributed`'s `backend` argument; `None` chooses as
-    /// [`device`](Self::device) says. `Some(Gloo)` on a CUDA device stages through host
-    /// memory; `Some(Nccl)` needs a CUDA device and a build with NCCL.
-    ///
-    /// Default: `None`.
-    pub backend: Option<CollectiveBackend>,
-}
-
-/// The c10d backend of a [`ProcessGroup`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CollectiveBackend {
-    /// ProcessGroupGloo over TCP (CPU tensors; others staged through host memory).
-    Gloo,
-    /// ProcessGroupNCCL (tensors on the group's GPU).
-    Nccl,
-}
-
-impl std::fmt::Display for CollectiveBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Gloo => "gloo",
-            Self::Nccl => "nccl",
-        })
-    }
-}
-
-impl GroupParams {
-    /// Rank, size and rendezvous; the rest at the defaults.
-    pub fn new(rank: usize, world_size: usize, rendezvous: Rendezvous) -> Self {
-        Self {
-            rank,
-            world_size,
-            rendezvous,
-            timeout: DEFAULT_TIMEOUT,
-            gloo: GlooDevice::Default,
-            device: Device::Cpu,
-            backend: None,
-        }
-    }
-
-    /// What a launcher's environment says ([`Launch`]): its ranks, a TCPStore at
-    /// `MASTER_ADDR:MASTER_PORT`, and `GLOO_SOCKET_IFNAME` (its first name) when set.
-    pub fn from_launch(launch: &Launch) -> Self {
-        let rendezvous = Rendezvous::Tcp {
-            addr: launch.master_addr.clone(),
-            port: launch.master_port,
-            agent_store: launch.agent_store,
-        };
-        Self {
-            gloo: match &launch.gloo_socket_ifname {
-                Some(name) => GlooDevice::Interface(name.clone()),
-                None => GlooDevice::Default,
-            },
-            ..Self::new(launch.rank, launch.world_size, rendezvous)
-        }
-    }
-
-    /// Sets [`device`](Self::device).
-    pub fn device(mut self, device: Device) -> Self {
-        self.device = device;
-        self
-    }
-
-    /// Sets [`backend`](Self::backend).
-    pub fn backend(mut self, backend: CollectiveBackend) -> Self {
-        self.backend = Some(backend);
-        self
-    }
-
-    /// Sets [`timeout`](Self::timeout).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Sets [`gloo`](Self::gloo).
-    pub fn gloo(mut self, gloo: GlooDevice) -> Self {
-        self.gloo = gloo;
-        self
-    }
-}
+/// How long a failed rank keeps waiting for the others to read its published error
+/// ([`ProcessGroup::publish_failure`]) before it goes on failing: at most 30 s (or the group's
+/// timeout, when shorter). The others read it at their next collective, which in training is
+/// at most one batch away.
+pub const FAILURE_GRACE: Duration = Duration::from_secs(30);
 
 /// A c10d process group (ProcessGroupGloo, the backend `torch.distributed` uses on CPU):
 /// `world_size` processes that all-reduce, broadcast and wait for each other. Every rank must
@@ -459,7 +329,18 @@ impl ProcessGroup {
         self.stats.get()
     }
 
-    fn failed(&self, op: &'static str, error: &[c_char]) -> Error {
+    fn failed(&self, op: &'static str, rc: c_int, error: &[c_char]) -> Error {
+        if rc == 2 {
+            // Another rank's published failure: "<rank>\n<its error>".
+            let text = c_message(error);
+            let (rank, message) = text.split_once('\n').unwrap_or(("?", text.as_str()));
+            return Error::PeerFailed {
+                rank: self.rank,
+                world_size: self.world_size,
+                failed_rank: rank.parse().ok(),
+                message: message.to_string(),
+            };
+        }
         Error::Distributed {
             rank: self.rank,
             world_size: self.world_size,
@@ -491,7 +372,7 @@ impl ProcessGroup {
         if rc == 0 {
             Ok(())
         } else {
-            Err(self.failed(op, &error))
+            Err(self.failed(op, rc, &error))
         }
     }
 
@@ -595,6 +476,36 @@ impl ProcessGroup {
         bytes.clear();
         bytes.extend(Vec::<u8>::try_from(&buffer.f_to_device(Device::Cpu)?)?);
         Ok(())
+    }
+
+    /// Tells the other ranks that this one failed, with `message` (its error): their
+    /// collectives, now or next, end with [`Error::PeerFailed`] carrying it, instead of
+    /// waiting out the timeout or failing with the backend's "connection closed". The first
+    /// rank to publish waits until every other rank has read it, at most [`FAILURE_GRACE`],
+    /// so that a store this process hosts (rank 0's TCPStore) outlives their reading; a later
+    /// one only acknowledges. Best effort: returns whether this rank's message is the one the
+    /// others get (`false` also when the store cannot be reached).
+    pub fn publish_failure(&self, message: &str) -> bool {
+        let text = CString::new(message.replace('\0', " ")).unwrap_or_default();
+        let grace = FAILURE_GRACE.min(self.timeout);
+        let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        let mut first: c_int = 0;
+        let mut error = vec![0 as c_char; 512];
+        // SAFETY: `raw` is the live group; `text` a NUL-terminated string alive for the call;
+        // `first` and `error` writable, `error` of the length given.
+        let rc = unsafe {
+            crnn_pg_publish_failure(
+                self.raw.as_ptr(),
+                self.rank as c_int,
+                self.world_size as c_int,
+                text.as_ptr(),
+                grace_ms,
+                &mut first,
+                error.as_mut_ptr(),
+                error.len(),
+            )
+        };
+        rc == 0 && first == 1
     }
 
     /// Returns when every rank has called it.

@@ -46,6 +46,16 @@ pub enum Error {
         /// Classes of the model.
         n_classes: usize,
     },
+    /// A [`SliceSource`](crate::SliceSource) could not give a slice it counts.
+    #[error("slice {index} of the {what}: {reason}")]
+    Slice {
+        /// Which data.
+        what: &'static str,
+        /// The slice's index.
+        index: usize,
+        /// Why, as the source says.
+        reason: String,
+    },
     /// An empty data source where data is needed.
     #[error("{0} has no slices")]
     EmptyData(&'static str),
@@ -135,6 +145,23 @@ pub enum Error {
         /// The c10d message and what to check.
         message: String,
     },
+    /// Another rank of the group failed and published its error
+    /// ([`ProcessGroup::publish_failure`](crate::ProcessGroup::publish_failure)): this rank
+    /// stops too, at its next collective, with that rank's own message.
+    #[error(
+        "rank {} failed: {message} (rank {rank} of {world_size} stopped with it)",
+        failed_rank.map_or_else(|| "?".to_string(), |r| r.to_string())
+    )]
+    PeerFailed {
+        /// This process's rank.
+        rank: usize,
+        /// The group's size.
+        world_size: usize,
+        /// The rank that failed (`None` when its message did not say).
+        failed_rank: Option<usize>,
+        /// Its error, as it printed it.
+        message: String,
+    },
     /// A launcher's environment variable is there but wrong.
     #[error("{var} {rule}")]
     Launch {
@@ -156,6 +183,16 @@ pub enum Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Whether a rank that stops with this error should tell the others
+    /// ([`Ranks::guard`](crate::Ranks::guard)): every error but another rank's published
+    /// failure (already told) and [`AlreadyTrained`](Error::AlreadyTrained) (every rank
+    /// gets it alike, and callers go on from it).
+    pub fn ends_the_group(&self) -> bool {
+        !matches!(self, Error::PeerFailed { .. } | Error::AlreadyTrained { .. })
+    }
+}
 
 pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {

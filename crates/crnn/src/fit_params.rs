@@ -6,7 +6,7 @@ use tch::Device;
 
 use crate::data::{SliceSource, check_source};
 use crate::trainer::ExistingRun;
-use crate::{ConvBackend, CrnnConfig, Error, ProcessGroup, Result};
+use crate::{ConvAlgorithm, ConvBackend, CrnnConfig, Error, ProcessGroup, Result};
 
 /// What [`Trainer::fit`](crate::Trainer::fit) trains and where: the network, its class names, the data and the
 /// model directory (required, [`FitParams::new`]), and settings with defaults, each set by a
@@ -52,6 +52,12 @@ pub struct FitParams<'a> {
     ///
     /// Default: `None`.
     pub backend: Option<ConvBackend>,
+    /// How [`ConvBackend::FusedCpu`] runs the 3x3 convolutions of blocks 2-4
+    /// ([`Crnn2d::set_conv_algorithm`](crate::Crnn2d::set_conv_algorithm)). Not saved, as the
+    /// backend.
+    ///
+    /// Default: [`ConvAlgorithm::Winograd`].
+    pub conv_algorithm: ConvAlgorithm,
     /// Data-parallel training across this process group (every rank calls `fit` with the
     /// same data and settings); `None` trains in this process alone. See the crate README's
     /// "Data-parallel training" for what each rank does.
@@ -79,6 +85,7 @@ impl std::fmt::Debug for FitParams<'_> {
             .field("existing", &self.existing)
             .field("metadata", &self.metadata)
             .field("backend", &self.backend)
+            .field("conv_algorithm", &self.conv_algorithm)
             .field("keep_epoch_weights", &self.keep_epoch_weights)
             .field(
                 "group",
@@ -109,6 +116,7 @@ impl<'a> FitParams<'a> {
             existing: ExistingRun::Refuse,
             metadata: serde_json::Value::Null,
             backend: None,
+            conv_algorithm: ConvAlgorithm::default(),
             group: None,
             keep_epoch_weights: false,
         }
@@ -135,6 +143,12 @@ impl<'a> FitParams<'a> {
     /// Sets [`backend`](Self::backend).
     pub fn backend(mut self, backend: ConvBackend) -> Self {
         self.backend = Some(backend);
+        self
+    }
+
+    /// Sets [`conv_algorithm`](Self::conv_algorithm).
+    pub fn conv_algorithm(mut self, algorithm: ConvAlgorithm) -> Self {
+        self.conv_algorithm = algorithm;
         self
     }
 

@@ -1,7 +1,7 @@
 //! Keras 2.1.1 layers written with tch ops: BatchNormalization and GRU (reset before the
 //! recurrent product, hard sigmoid), and the Keras initialisers.
 
-use tch::{Tensor, nn, nn::Init};
+use tch::{TchError, Tensor, nn, nn::Init};
 
 /// Keras `glorot_uniform` for a kernel with these fans.
 pub fn glorot_uniform(fan_in: usize, fan_out: usize) -> Init {
@@ -13,8 +13,14 @@ pub fn glorot_uniform(fan_in: usize, fan_out: usize) -> Init {
 }
 
 /// Keras 2's `hard_sigmoid`: `clip(0.2 x + 0.5, 0, 1)` (Keras 3's is `relu6(x + 3) / 6`).
+/// Panics where [`f_hard_sigmoid`] returns an error.
 pub fn hard_sigmoid(x: &Tensor) -> Tensor {
     (x * 0.2 + 0.5).clamp(0.0, 1.0)
+}
+
+/// [`hard_sigmoid`] with libtorch's errors returned.
+pub fn f_hard_sigmoid(x: &Tensor) -> Result<Tensor, TchError> {
+    x.f_mul_scalar(0.2)?.f_add_scalar(0.5)?.f_clamp(0.0, 1.0)
 }
 
 /// Keras BatchNormalization over dimension 1 of its input (channels, or mel bins for the
@@ -61,23 +67,46 @@ impl KerasBatchNorm {
     }
 
     /// Keras's moving-average update from a batch's mean and biased variance:
-    /// `moving = momentum * moving + (1 - momentum) * batch`, without gradient.
+    /// `moving = momentum * moving + (1 - momentum) * batch`, without gradient. Panics where
+    /// [`f_update_moving`](Self::f_update_moving) returns an error.
     pub fn update_moving(&self, mean: &Tensor, variance: &Tensor) {
-        tch::no_grad(|| {
-            let m = self.momentum;
-            let mut mm = self.moving_mean.shallow_clone();
-            let mut mv = self.moving_variance.shallow_clone();
-            mm *= m;
-            mm += mean * (1.0 - m);
-            mv *= m;
-            mv += variance * (1.0 - m);
-        });
+        if let Err(e) = self.f_update_moving(mean, variance) {
+            panic!("KerasBatchNorm::update_moving: {e}");
+        }
     }
 
-    /// Normalises `x` (N, C, ...) per channel C.
+    /// [`update_moving`](Self::update_moving) with libtorch's errors returned (statistics of
+    /// another length than the channels, say); nothing is changed then.
+    pub fn f_update_moving(&self, mean: &Tensor, variance: &Tensor) -> Result<(), TchError> {
+        tch::no_grad(|| {
+            let m = self.momentum;
+            let new_mean = self
+                .moving_mean
+                .f_mul_scalar(m)?
+                .f_add(&mean.f_mul_scalar(1.0 - m)?)?;
+            let new_var = self
+                .moving_variance
+                .f_mul_scalar(m)?
+                .f_add(&variance.f_mul_scalar(1.0 - m)?)?;
+            self.moving_mean.shallow_clone().f_copy_(&new_mean)?;
+            self.moving_variance.shallow_clone().f_copy_(&new_var)
+        })
+    }
+
+    /// Normalises `x` (N, C, ...) per channel C. Panics where
+    /// [`f_forward_t`](Self::f_forward_t) returns an error.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        match self.f_forward_t(x, train) {
+            Ok(y) => y,
+            Err(e) => panic!("KerasBatchNorm::forward_t: {e}"),
+        }
+    }
+
+    /// [`forward_t`](Self::forward_t) with libtorch's errors returned (an input whose
+    /// dimension 1 is not the channel count, say).
+    pub fn f_forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor, TchError> {
         if !train {
-            return x.batch_norm(
+            return x.f_batch_norm(
                 Some(&self.gamma),
                 Some(&self.beta),
                 Some(&self.moving_mean),
@@ -88,7 +117,7 @@ impl KerasBatchNorm {
                 false,
             );
         }
-        let (y, mean, invstd) = x.native_batch_norm(
+        let (y, mean, invstd) = x.f_native_batch_norm(
             Some(&self.gamma),
             Some(&self.beta),
             None::<&Tensor>,
@@ -96,10 +125,10 @@ impl KerasBatchNorm {
             true,
             0.0,
             self.epsilon,
-        );
-        let var = tch::no_grad(|| invstd.pow_tensor_scalar(-2.0) - self.epsilon);
-        self.update_moving(&mean, &var);
-        y
+        )?;
+        let var = tch::no_grad(|| invstd.f_pow_tensor_scalar(-2.0)?.f_sub_scalar(self.epsilon))?;
+        self.f_update_moving(&mean, &var)?;
+        Ok(y)
     }
 }
 
@@ -139,30 +168,48 @@ impl KerasGru {
     }
 
     /// `x` (B, T, input) -> (B, T, units) with `return_sequences`, else the last state (B, units).
+    /// Panics where [`f_forward`](Self::f_forward) returns an error.
     pub fn forward(&self, x: &Tensor, return_sequences: bool) -> Tensor {
+        match self.f_forward(x, return_sequences) {
+            Ok(y) => y,
+            Err(e) => panic!("KerasGru::forward: {e}"),
+        }
+    }
+
+    /// [`forward`](Self::forward) with libtorch's errors returned (an input that is not
+    /// `(B, T, input)`, or of another dtype than the kernels).
+    pub fn f_forward(&self, x: &Tensor, return_sequences: bool) -> Result<Tensor, TchError> {
         let size = x.size();
-        let (b, t) = (size[0], size[1]);
+        let [b, t, _] = size[..] else {
+            return Err(TchError::Shape(format!(
+                "KerasGru input must be (batch, time, features), got {size:?}"
+            )));
+        };
         let n = self.units;
-        let xw = x.matmul(&self.kernel) + &self.bias; // input part of all steps at once
-        let u_zr = self.recurrent_kernel.narrow(1, 0, 2 * n);
-        let u_h = self.recurrent_kernel.narrow(1, 2 * n, n);
-        let mut h = Tensor::zeros([b, n], (x.kind(), x.device()));
+        // The input part of all steps at once.
+        let xw = x.f_matmul(&self.kernel)?.f_add(&self.bias)?;
+        let u_zr = self.recurrent_kernel.f_narrow(1, 0, 2 * n)?;
+        let u_h = self.recurrent_kernel.f_narrow(1, 2 * n, n)?;
+        let mut h = Tensor::f_zeros([b, n], (x.kind(), x.device()))?;
         let mut outputs = Vec::with_capacity(if return_sequences { t as usize } else { 0 });
         for s in 0..t {
-            let xs = xw.select(1, s);
-            let zr = hard_sigmoid(&(xs.narrow(1, 0, 2 * n) + h.matmul(&u_zr)));
-            let z = zr.narrow(1, 0, n);
-            let r = zr.narrow(1, n, n);
-            let candidate = (xs.narrow(1, 2 * n, n) + (&r * &h).matmul(&u_h)).tanh();
-            h = &candidate + &z * (&h - &candidate);
+            let xs = xw.f_select(1, s)?;
+            let zr = f_hard_sigmoid(&xs.f_narrow(1, 0, 2 * n)?.f_add(&h.f_matmul(&u_zr)?)?)?;
+            let z = zr.f_narrow(1, 0, n)?;
+            let r = zr.f_narrow(1, n, n)?;
+            let candidate = xs
+                .f_narrow(1, 2 * n, n)?
+                .f_add(&r.f_mul(&h)?.f_matmul(&u_h)?)?
+                .f_tanh()?;
+            h = candidate.f_add(&z.f_mul(&h.f_sub(&candidate)?)?)?;
             if return_sequences {
                 outputs.push(h.shallow_clone());
             }
         }
         if return_sequences {
-            Tensor::stack(&outputs, 1)
+            Tensor::f_stack(&outputs, 1)
         } else {
-            h
+            Ok(h)
         }
     }
 }

@@ -5,8 +5,11 @@ mod adam;
 mod backend;
 mod checkpoint;
 mod config;
+mod coord;
 mod data;
 mod dist;
+mod dist_params;
+mod dist_store;
 mod dist_train;
 mod error;
 mod fit_params;
@@ -16,9 +19,11 @@ mod layers;
 mod model;
 mod predict;
 mod reselect;
+mod run;
 mod step;
 mod trainer;
 mod tuning;
+mod validation;
 
 pub use adam::KerasAdam;
 pub use backend::{CONV_ALGORITHM_ENV, ConvAlgorithm, ConvBackend, LibtorchThreads};
@@ -31,17 +36,21 @@ pub use config::{CrnnConfig, Monitor, PAPER_SLICE_FRAMES, TrainConfig};
 /// instruction set).
 pub use crnn_kernels;
 pub use data::{SliceSource, ViewSource};
-pub use dist::{
-    CollectiveBackend, CommStats, DEFAULT_TIMEOUT, GlooDevice, GroupParams, ProcessGroup,
-    Rendezvous,
-};
+pub use coord::{Ranks, chain_ends_the_group};
+pub use dist::{CommStats, FAILURE_GRACE, ProcessGroup};
+pub use dist_params::{CollectiveBackend, DEFAULT_TIMEOUT, GlooDevice, GroupParams, Rendezvous};
+pub use dist_store::AgentStore;
 pub use dist_train::distributed_indices;
 pub use error::{Error, Result};
 pub use launch::{Launch, Launcher, first_slurm_host};
-pub use layers::{KerasBatchNorm, KerasGru, glorot_uniform, hard_sigmoid, to_channels_last};
-pub use model::{Crnn2d, keras_categorical_crossentropy, parameter_counts};
+pub use layers::{
+    KerasBatchNorm, KerasGru, f_hard_sigmoid, glorot_uniform, hard_sigmoid, to_channels_last,
+};
+pub use model::{
+    Crnn2d, f_keras_categorical_crossentropy, keras_categorical_crossentropy, parameter_counts,
+};
 pub use predict::{embed, predict_proba};
-pub use reselect::{replay_monitor, reselect};
+pub use reselect::{recorded_outcome, replay_monitor, reselect};
 pub use step::{StepOutput, train_step, train_step_distributed};
 /// The tch this crate is built on (use its `Device`, `Tensor`, so the versions match).
 pub use tch;

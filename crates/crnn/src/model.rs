@@ -60,8 +60,9 @@ impl Crnn2d {
     /// Builds the network's variables under `path` with Keras's initialisers (glorot uniform
     /// conv, dense and GRU input kernels; orthogonal recurrent kernels; zero biases), with the
     /// default backend of the path's device ([`ConvBackend::default_for`]), the default
-    /// [`ConvAlgorithm`] (Winograd, or what `CRNN_CONV_ALGORITHM` names) and, on the CPU, the
-    /// conv kernels stored channels-last.
+    /// [`ConvAlgorithm`] (Winograd) and, on the CPU, the conv kernels stored channels-last.
+    /// Reads no environment: an application that honours `CRNN_KERNELS_ISA` or
+    /// `CRNN_CONV_ALGORITHM` sets the result of their `from_env` afterwards.
     pub fn new(path: &nn::Path<'_>, config: &CrnnConfig) -> Result<Self> {
         config.validate()?;
         let c = config;
@@ -107,7 +108,7 @@ impl Crnn2d {
             dense_bias,
             channels_last: false,
             backend: ConvBackend::LibtorchOps,
-            algorithm: ConvAlgorithm::from_env()?,
+            algorithm: ConvAlgorithm::default(),
             plan: None,
         };
         model.set_backend(backend)?;
@@ -203,8 +204,8 @@ impl Crnn2d {
         let seq = y
             .f_permute([0, 2, 1, 3])?
             .f_reshape([s[0], s[2], s[1] * s[3]])?;
-        let seq = self.gru1.forward(&seq, true);
-        let last = self.gru2.forward(&seq, false);
+        let seq = self.gru1.f_forward(&seq, true)?;
+        let last = self.gru2.f_forward(&seq, false)?;
         Ok(last.f_dropout(self.config.gru_dropout, train)?)
     }
 
@@ -285,7 +286,7 @@ impl Crnn2d {
         let (b, f, l) = (size[0], size[2], size[3]);
         let mut h = self
             .bn_in
-            .forward_t(&xs.f_reshape([b, f, l])?, train)
+            .f_forward_t(&xs.f_reshape([b, f, l])?, train)?
             .f_reshape([b, 1, f, l])?;
         for i in 0..self.conv_kernels.len() {
             h = h
@@ -298,7 +299,7 @@ impl Crnn2d {
                     1,
                 )?
                 .f_elu()?;
-            h = self.bns[i].forward_t(&h, train);
+            h = self.bns[i].f_forward_t(&h, train)?;
             let (pf, pt) = self.config.pool_sizes[i];
             let pool = [pf as i64, pt as i64];
             h = h.f_max_pool2d(pool, pool, [0, 0], [1, 1], false)?;
@@ -308,8 +309,8 @@ impl Crnn2d {
         let s = h.size();
         let (c, f2, t2) = (s[1], s[2], s[3]);
         let seq = h.f_permute([0, 3, 2, 1])?.f_reshape([b, t2, f2 * c])?;
-        let seq = self.gru1.forward(&seq, true);
-        let last = self.gru2.forward(&seq, false);
+        let seq = self.gru1.f_forward(&seq, true)?;
+        let last = self.gru2.f_forward(&seq, false)?;
         Ok(last.f_dropout(self.config.gru_dropout, train)?)
     }
 
@@ -321,7 +322,10 @@ impl Crnn2d {
     /// Softmax probabilities (what the Keras model outputs). Panics where
     /// [`f_probabilities_t`](Self::f_probabilities_t) returns an error.
     pub fn probabilities_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_t(xs, train).softmax(-1, Kind::Float)
+        match self.f_probabilities_t(xs, train) {
+            Ok(p) => p,
+            Err(e) => panic!("Crnn2d::probabilities_t: {e}"),
+        }
     }
 }
 
@@ -337,16 +341,34 @@ impl ModuleT for Crnn2d {
 
 /// Keras `categorical_crossentropy` on softmax outputs: probabilities renormalised, clipped to
 /// `[1e-7, 1 - 1e-7]`, `-sum(y log p)` averaged over the batch. `labels` are class indices.
+/// Panics where [`f_keras_categorical_crossentropy`] returns an error.
 pub fn keras_categorical_crossentropy(
     probabilities: &Tensor,
     labels: &Tensor,
     n_classes: i64,
 ) -> Tensor {
-    let k = probabilities.kind();
-    let onehot = labels.one_hot(n_classes).to_kind(k);
-    let p = probabilities / probabilities.sum_dim_intlist(-1, true, k);
-    let p = p.clamp(1e-7, 1.0 - 1e-7);
-    -(onehot * p.log()).sum_dim_intlist(-1, false, k).mean(k)
+    match f_keras_categorical_crossentropy(probabilities, labels, n_classes) {
+        Ok(l) => l,
+        Err(e) => panic!("keras_categorical_crossentropy: {e}"),
+    }
+}
+
+/// [`keras_categorical_crossentropy`] with errors returned: labels that are not integer
+/// class indices below `n_classes`, or as many as the rows of `probabilities`, are an error.
+pub fn f_keras_categorical_crossentropy(
+    probabilities: &Tensor,
+    labels: &Tensor,
+    n_classes: i64,
+) -> Result<Tensor> {
+    let k = probabilities.f_kind()?;
+    let onehot = labels.f_one_hot(n_classes)?.f_to_kind(k)?;
+    let p = probabilities.f_div(&probabilities.f_sum_dim_intlist(-1, true, k)?)?;
+    let p = p.f_clamp(1e-7, 1.0 - 1e-7)?;
+    Ok(onehot
+        .f_mul(&p.f_log()?)?
+        .f_sum_dim_intlist(-1, false, k)?
+        .f_mean(k)?
+        .f_neg()?)
 }
 
 /// (trainable, all) variable counts of a VarStore: all includes the BatchNorm moving statistics.

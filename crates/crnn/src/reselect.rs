@@ -40,6 +40,64 @@ pub fn replay_monitor(
     (history.len() >= max_epochs).then_some((best_epoch, max_epochs, best))
 }
 
+/// The trainer's early-stopping rule after `history`: a monitor other than
+/// [`Monitor::Last`] went `patience` epochs without a strictly better score.
+fn patience_used_up(monitor: Monitor, history: &[EpochRecord], patience: usize) -> bool {
+    let (mut best, mut wait) = (monitor.initial(), 0usize);
+    for r in history {
+        let s = monitor.score(r);
+        if monitor.improves(s, best) {
+            (best, wait) = (s, 0);
+        } else {
+            wait += 1;
+        }
+    }
+    monitor != Monitor::Last && wait >= patience
+}
+
+/// What training a finished run reported, read back from its model directory (`config.json`
+/// and `history.csv`), for a caller that finds the run already trained
+/// ([`Error::AlreadyTrained`]): the kept epoch and its scores, and whether early stopping
+/// ended it, as recorded when it finished (in files written before that was recorded, the
+/// monitor's rule replayed over the history, [`replay_monitor`]). An unfinished run is an
+/// error.
+pub fn recorded_outcome(dir: &Path) -> Result<TrainOutcome> {
+    let file: ModelFile = read_json(&dir.join(CONFIG_FILE))?;
+    if file.status != RunStatus::Finished {
+        return Err(Error::UnfinishedRun {
+            dir: dir.to_path_buf(),
+            epoch: file.epochs_completed,
+        });
+    }
+    let history = read_history(dir)?;
+    let tc = &file.train;
+    let kept = file
+        .best_epoch
+        .checked_sub(1)
+        .and_then(|i| history.get(i))
+        .ok_or_else(|| Error::ModelFile {
+            path: dir.join(CONFIG_FILE),
+            reason: format!(
+                "best epoch {} is not in the {} epochs of history.csv",
+                file.best_epoch,
+                history.len()
+            ),
+        })?;
+    // Files written before it was recorded: the trainer's rule replayed over the history.
+    let stopped_early = file
+        .stopped_early
+        .unwrap_or_else(|| patience_used_up(tc.monitor, &history, tc.patience));
+    Ok(TrainOutcome {
+        best_epoch: file.best_epoch,
+        best_val_loss: file.best_val_loss.unwrap_or(kept.val_loss),
+        monitor: tc.monitor,
+        best_score: tc.monitor.score(kept),
+        stopped_early,
+        interrupted: false,
+        history,
+    })
+}
+
 /// Writes into `dst` the model directory that training `src`'s run with `monitor` would have
 /// written, from `src`'s recorded history and kept epoch weights, without training again.
 /// `src` must be a finished run trained with
@@ -92,8 +150,10 @@ pub fn reselect(src: &Path, dst: &Path, monitor: Monitor) -> Result<TrainOutcome
             .map_err(io_err(tmp))
     })?;
     write_history(&dst.join(crate::HISTORY_FILE), &history)?;
+    let stopped_early = patience_used_up(monitor, &history, tc.patience);
     let mut out = file.clone();
     out.train.monitor = monitor;
+    out.stopped_early = Some(stopped_early);
     out.epochs_completed = epochs;
     out.best_epoch = best_epoch;
     out.best_val_loss = Some(kept.val_loss);
@@ -103,7 +163,7 @@ pub fn reselect(src: &Path, dst: &Path, monitor: Monitor) -> Result<TrainOutcome
         best_val_loss: kept.val_loss,
         monitor,
         best_score,
-        stopped_early: epochs < tc.max_epochs,
+        stopped_early,
         interrupted: false,
         history,
     })

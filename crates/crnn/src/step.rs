@@ -2,7 +2,8 @@
 
 use tch::{Kind, Tensor};
 
-use crate::model::keras_categorical_crossentropy;
+use crate::coord::Ranks;
+use crate::model::f_keras_categorical_crossentropy;
 use crate::{Crnn2d, KerasAdam, ProcessGroup, Result, fused};
 
 /// What [`train_step`] reports about its batch.
@@ -31,7 +32,7 @@ pub fn train_step(
     labels: &Tensor,
     dropout_key: u64,
 ) -> Result<StepOutput> {
-    step(model, adam, xs, labels, dropout_key, None)
+    step(model, adam, xs, labels, dropout_key, Ranks::Solo)
 }
 
 /// [`train_step`] of one rank in data-parallel training: after the backward pass the
@@ -45,38 +46,36 @@ pub fn train_step_distributed(
     dropout_key: u64,
     group: &ProcessGroup,
 ) -> Result<StepOutput> {
-    step(model, adam, xs, labels, dropout_key, Some(group))
+    step(model, adam, xs, labels, dropout_key, Ranks::Group(group))
 }
 
-/// Averages the gradients `adam` is about to apply (given ones and autograd's) across `group`.
-fn sync_gradients(
-    adam: &KerasAdam,
-    given: &[(Tensor, Tensor)],
-    group: Option<&ProcessGroup>,
-) -> Result<()> {
-    if let Some(g) = group {
-        g.all_reduce_mean(&mut adam.gradients(given))?;
+/// Averages the gradients `adam` is about to apply (given ones and autograd's) across the
+/// ranks (nothing to do alone).
+fn sync_gradients(adam: &KerasAdam, given: &[(Tensor, Tensor)], ranks: Ranks<'_>) -> Result<()> {
+    match ranks {
+        Ranks::Solo => Ok(()),
+        Ranks::Group(_) => ranks.average(&mut adam.gradients(given)),
     }
-    Ok(())
 }
 
-fn step(
+/// One step of this rank: [`train_step`] alone, [`train_step_distributed`] in a group.
+pub(crate) fn step(
     model: &Crnn2d,
     adam: &mut KerasAdam,
     xs: &Tensor,
     labels: &Tensor,
     dropout_key: u64,
-    group: Option<&ProcessGroup>,
+    ranks: Ranks<'_>,
 ) -> Result<StepOutput> {
     model.check_input(xs)?;
     let n_classes = model.config().n_classes as i64;
     let Some(plan) = model.fused_plan(xs)? else {
         let probs = model.f_probabilities_t(xs, true)?;
-        let loss = keras_categorical_crossentropy(&probs, labels, n_classes);
+        let loss = f_keras_categorical_crossentropy(&probs, labels, n_classes)?;
         adam.zero_grad();
         loss.f_backward()?;
-        sync_gradients(adam, &[], group)?;
-        adam.apply(&[]);
+        sync_gradients(adam, &[], ranks)?;
+        adam.f_apply(&[])?;
         return Ok(StepOutput {
             loss: loss.f_double_value(&[])?,
             probabilities: probs.detach(),
@@ -88,11 +87,11 @@ fn step(
     let leaf = y.set_requires_grad(true);
     let logits = model.dense(&model.head_from_nhwc(&leaf, true)?)?;
     let probs = logits.f_softmax(-1, Kind::Float)?;
-    let loss = keras_categorical_crossentropy(&probs, labels, n_classes);
+    let loss = f_keras_categorical_crossentropy(&probs, labels, n_classes)?;
     loss.f_backward()?;
     let grads = fused::train_backward(plan, &stack, tape, &leaf.grad())?;
-    sync_gradients(adam, &grads, group)?;
-    adam.apply(&grads);
+    sync_gradients(adam, &grads, ranks)?;
+    adam.f_apply(&grads)?;
     Ok(StepOutput {
         loss: loss.f_double_value(&[])?,
         probabilities: probs.detach(),

@@ -552,6 +552,13 @@ fn reselecting_is_refused_where_it_cannot_know() {
         },
     );
     assert!(out.stopped_early, "{:?}", out.history);
+    // What the trainer reported is what the model directory says afterwards.
+    let recorded = crnn::recorded_outcome(src.path()).unwrap();
+    assert_eq!(
+        (recorded.stopped_early, recorded.best_epoch, recorded.monitor),
+        (true, out.best_epoch, out.monitor)
+    );
+    assert_eq!(recorded.history.len(), out.history.len());
     let dst = tempfile::tempdir().unwrap();
     let e = crnn::reselect(src.path(), &dst.path().join("m"), Monitor::Last).unwrap_err();
     assert!(e.to_string().contains("stopped early"), "{e}");

@@ -5,6 +5,7 @@
 mod bootstrap;
 mod confusion;
 mod error;
+mod grouping;
 mod paired;
 pub mod plot;
 mod plot_ci;
@@ -19,6 +20,7 @@ pub use bootstrap::{
 };
 pub use confusion::{confusion_matrix, normalize_rows};
 pub use error::{Error, Result};
+pub use grouping::{SongGroups, argmax, slice_predictions};
 pub use paired::{Difference, McNemar, PairedReport, mcnemar_exact, paired_bootstrap};
 pub use report::{ClassificationReport, Scores};
 pub use summary::{Cell, Level, Summary, TrialRecord};

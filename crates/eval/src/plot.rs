@@ -1,7 +1,7 @@
 //! PNG plots with plotters: confusion heatmap, t-SNE scatter, training curves. Files are drawn
-//! to a temporary name and renamed, so a reader never sees half a PNG.
+//! through `atomic_file` (a temporary name, fsync, rename), so a reader never sees half a PNG.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ndarray::{Array2, ArrayView2};
 use plotters::coord::Shift;
@@ -21,35 +21,21 @@ pub(crate) fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Draws into `path` through a temporary `.png` next to it, then renames.
+/// Draws into `path` through a temporary `.png` next to it ([`atomic_file::write_atomic`]).
 pub(crate) fn draw_png(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(&Area<'_>) -> Result<()>,
 ) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plot");
-    let tmp: PathBuf = dir.join(format!(".{stem}.tmp-{}.png", std::process::id()));
-    let result = (|| {
-        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+    atomic_file::write_atomic(path, |tmp| {
+        let root = BitMapBackend::new(tmp, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
         draw(&root)?;
         root.present().map_err(|e| plot_err(path, e))
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
+    })
+    .map_err(|e| match e {
+        atomic_file::Error::Write(e) => e,
+        atomic_file::Error::Io { path, source, .. } => Error::Io { path, source },
     })
 }
 

@@ -3,7 +3,7 @@
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::{Error, Result, argmax};
 
 /// How the slices of a song elect the song's class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -118,27 +118,16 @@ pub fn song_votes(
                     all[s].clone()
                 };
                 v.n_voting = v.counts.iter().sum::<u32>() as usize;
-                v.predicted = first_argmax(&v.counts);
+                v.predicted = argmax(&v.counts);
             }
             VoteRule::MeanProbability => {
                 v.counts = all[s].clone();
                 v.n_voting = v.n_slices;
-                v.predicted = first_argmax(&v.mean_probability);
+                v.predicted = argmax(&v.mean_probability);
             }
         }
     }
     Ok(votes)
-}
-
-/// Index of the first maximum (ties to the smallest index).
-fn first_argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 #[cfg(test)]

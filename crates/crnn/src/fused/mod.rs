@@ -263,10 +263,14 @@ pub(crate) struct Tape {
 
 /// Batch statistics `(mean, invstd)` from sums over `count` values, after updating `bn`'s
 /// moving averages with the biased variance (Keras).
-fn batch_statistics(bn: &KerasBatchNorm, sums: &ChannelSums, count: usize) -> (Vec<f32>, Vec<f32>) {
+fn batch_statistics(
+    bn: &KerasBatchNorm,
+    sums: &ChannelSums,
+    count: usize,
+) -> Result<(Vec<f32>, Vec<f32>)> {
     let stats = sums.batch_statistics(count, bn.epsilon());
-    bn.update_moving(&tensor(&stats.mean), &tensor(&stats.var));
-    (stats.mean, stats.invstd)
+    bn.f_update_moving(&Tensor::f_from_slice(&stats.mean)?, &Tensor::f_from_slice(&stats.var)?)?;
+    Ok((stats.mean, stats.invstd))
 }
 
 /// Training forward through the conv stack (batch statistics, moving averages updated,
@@ -284,7 +288,7 @@ pub(crate) fn train_forward(
         let x = xs.f_contiguous()?;
         let xin = as_slice(&x, "input")?;
         let sums = plan.bin_stats(xin, f, t)?;
-        let (in_mean, in_invstd) = batch_statistics(stack.bn_in, &sums, b * t);
+        let (in_mean, in_invstd) = batch_statistics(stack.bn_in, &sums, b * t)?;
         let (in_gamma, in_beta) = (to_vec(&stack.bn_in.gamma)?, to_vec(&stack.bn_in.beta)?);
         let aff = Affine::training(&in_gamma, &in_beta, &in_mean, &in_invstd);
         let mut z = Tensor::f_empty(
@@ -322,7 +326,7 @@ pub(crate) fn train_forward(
                 value: &mut value,
             },
         )?;
-        let (mean, invstd) = batch_statistics(&stack.bns[0], &sums, g.positions());
+        let (mean, invstd) = batch_statistics(&stack.bns[0], &sums, g.positions())?;
         let aff = Affine::training(&gamma, &to_vec(&stack.bns[0].beta)?, &mean, &invstd);
         let mask = DropoutMask::new(stack.dropout, block_key(key, 0));
         let mut y = pooled(g)?;
@@ -352,7 +356,7 @@ pub(crate) fn train_forward(
             let mut e = stack.conv_nhwc(plan, i, &wino, &y)?;
             let g = geometry(&e, stack.pools[i]);
             let sums = plan.elu_with_stats(as_slice_mut(&mut e, "conv output")?, g)?;
-            let (mean, invstd) = batch_statistics(&stack.bns[i], &sums, g.positions());
+            let (mean, invstd) = batch_statistics(&stack.bns[i], &sums, g.positions())?;
             let gamma = to_vec(&stack.bns[i].gamma)?;
             let aff = Affine::training(&gamma, &to_vec(&stack.bns[i].beta)?, &mean, &invstd);
             let mask = DropoutMask::new(stack.dropout, block_key(key, i));

@@ -55,7 +55,7 @@ impl SliceSource for Toy {
     fn slice_shape(&self) -> (usize, usize) {
         (128, 16)
     }
-    fn write_slice(&self, index: usize, out: &mut [f32]) {
+    fn write_slice(&self, index: usize, out: &mut [f32]) -> crnn::Result<()> {
         let class = index % 2;
         for (k, v) in out.iter_mut().enumerate() {
             let (mel, t) = (k / 16, k % 16);
@@ -66,6 +66,7 @@ impl SliceSource for Toy {
         if self.poison.load(Ordering::Relaxed) {
             out[0] = f32::NAN;
         }
+        Ok(())
     }
     fn label(&self, index: usize) -> usize {
         index % 2

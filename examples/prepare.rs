@@ -14,8 +14,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use artist_crnn::cli::TierArg;
 use artist_crnn::data::{default_store_path, open_corpus, prepare_store};
-use artist20::fetch::Tier;
 use artist20::{FeatureConfig, Shard, merge_shards};
 use clap::Parser;
 
@@ -32,10 +32,9 @@ struct Args {
     /// Feature store file. Default: data/features/<corpus folder name>.h5.
     #[arg(long)]
     cache: Option<PathBuf>,
-    /// Tier of the default corpus: small (5 artists, 60 tracks), default (20 artists, 213
-    /// tracks) or full (24 artists, 267 tracks).
-    #[arg(long, default_value = "default")]
-    tier: String,
+    /// Tier of the default corpus.
+    #[arg(long, value_enum, default_value = "default")]
+    tier: TierArg,
     /// Build only shard I of N (0-based) of the tracks, partitioned by FNV-1a 64 of each
     /// track's corpus-relative path modulo N, into FILE.shard-I-of-N.EXT. Without it, the
     /// scheduler's environment decides (Slurm array, Kubernetes Indexed Job, RANK/WORLD_SIZE).
@@ -52,7 +51,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let tier = Tier::parse(&args.tier)?;
+    let tier = args.tier.tier();
     let corpus = open_corpus(args.data_dir.as_deref(), tier)?;
     let data = args
         .data_dir

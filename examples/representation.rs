@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use artist_crnn::cli::choose_device;
+use artist_crnn::data::Tier;
 use artist_crnn::data::{default_store_path, load_features, open_corpus, prepare_store};
 use artist_crnn::experiment::ModelMetadata;
-use artist20::fetch::Tier;
 use artist20::{SplitKind, SplitOptions, make_split};
 use clap::Parser;
 
@@ -45,7 +45,7 @@ fn main() -> Result<()> {
     crnn::recycle_large_allocations();
     let args = Args::parse();
     let device = choose_device(args.device.as_deref())?;
-    let model = crnn::TrainedModel::load(&args.model, device)
+    let model = artist_crnn::cli::load_model(&args.model, device)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let meta: ModelMetadata = serde_json::from_value(model.file.metadata.clone())
         .context("the model has no feature metadata")?;
@@ -97,15 +97,16 @@ fn main() -> Result<()> {
     } else {
         "test songs"
     };
-    let n = artist_crnn::representation::write_tsne(
-        &model,
-        &features,
-        &split,
-        &tracks,
+    let title = format!("t-SNE of the bottleneck ({what})");
+    let n = artist_crnn::representation::write_tsne(&artist_crnn::representation::TsneParams {
+        model: &model,
+        features: &features,
+        split: &split,
+        tracks: &tracks,
         device,
-        &args.out,
-        &format!("t-SNE of the bottleneck ({what})"),
-    )?;
+        out: &args.out,
+        title: &title,
+    })?;
     println!(
         "representation: {n} slices of {what} -> {} and tsne.csv",
         args.out.join("tsne.png").display()

@@ -1,8 +1,31 @@
-//! Helpers shared by the examples: device choice and atomic file writes.
+//! Helpers shared by the examples: the default-corpus tier and device choice, the conv
+//! backend from the environment, model loading, atomic file writes.
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
+
+/// `--tier`: which part of the default corpus ([`corpus_fetch::Tier`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TierArg {
+    /// 5 artists, 60 tracks, 203 min (189 MB download): CI and quick runs.
+    Small,
+    /// 20 artists, 213 tracks, 685 min (1.16 GB download): the main data set.
+    Default,
+    /// 24 artists, 267 tracks, 994 min (29 of them Ogg Opus).
+    Full,
+}
+
+impl TierArg {
+    /// The tier.
+    pub fn tier(self) -> corpus_fetch::Tier {
+        match self {
+            TierArg::Small => corpus_fetch::Tier::Small,
+            TierArg::Default => corpus_fetch::Tier::Default,
+            TierArg::Full => corpus_fetch::Tier::Full,
+        }
+    }
+}
 
 /// `--device` values: `cpu`, `cuda` (or `cuda:N`), or none for CUDA when available.
 pub fn choose_device(requested: Option<&str>) -> Result<tch::Device> {
@@ -34,21 +57,42 @@ pub fn choose_device(requested: Option<&str>) -> Result<tch::Device> {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
-/// reader never sees a half-written file.
+/// Replaces `path` with what `write` writes to the temporary path it is given, through
+/// [`atomic_file::write_atomic`] (temporary file in the same folder, fsync, rename, fsync of
+/// the folder): a reader never sees a half-written file.
 pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = write(&tmp);
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+    atomic_file::write_atomic(path, write).map_err(|e| match e {
+        atomic_file::Error::Write(e) => e,
+        atomic_file::Error::Io { path, step, source } => {
+            anyhow::Error::new(source).context(format!("{}: {step}", path.display()))
+        }
+    })
+}
+
+/// The conv backend the examples use on `device` when no flag chooses one: the device's
+/// default with the instruction set that `CRNN_KERNELS_ISA` names (`portable`, `avx2`,
+/// `avx512`, `auto`). With [`crnn::ConvAlgorithm::from_env`] (`CRNN_CONV_ALGORITHM`), the
+/// examples' one reading of those variables: the libraries read no environment. A bad value
+/// is an error naming what the variable takes.
+pub fn backend_from_env(device: tch::Device) -> Result<crnn::ConvBackend> {
+    Ok(crnn::ConvBackend::choose(
+        device,
+        crnn::crnn_kernels::Isa::from_env()?,
+    )?)
+}
+
+/// Loads a model directory for inference with [`backend_from_env`]'s backend and
+/// `CRNN_CONV_ALGORITHM`'s algorithm,
+/// saying on stderr when the run behind it is unfinished (its weights are the best epoch so
+/// far, not a result).
+pub fn load_model(dir: &Path, device: tch::Device) -> Result<crnn::TrainedModel> {
+    let mut model = crnn::TrainedModel::load(dir, device)?;
+    model.model.set_backend(backend_from_env(device)?)?;
+    model
+        .model
+        .set_conv_algorithm(crnn::ConvAlgorithm::from_env()?);
+    if let Some(note) = model.unfinished_note() {
+        eprintln!("warning: {}: {note}", dir.display());
     }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    Ok(model)
 }

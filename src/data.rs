@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use artist20::fetch::Tier;
 use artist20::{BuildReport, Corpus, FeatureConfig, FeatureStore, TrackFeatures, build_store};
+pub use corpus_fetch::Tier;
 
 /// Folder of the fetched default corpus of a tier, relative to the working directory.
 pub fn default_corpus_dir(tier: Tier) -> PathBuf {
@@ -43,7 +43,7 @@ pub fn open_corpus(data_dir: Option<&Path>, tier: Tier) -> Result<Corpus> {
         None => {
             let root = default_corpus_dir(tier);
             let t0 = Instant::now();
-            let r = artist20::fetch::fetch(&root, tier, &deb_cache_dir(), |step| {
+            let r = corpus_fetch::fetch(&root, tier, &deb_cache_dir(), |step| {
                 eprintln!("corpus: {step}")
             })
             .with_context(|| {
@@ -54,12 +54,20 @@ pub fn open_corpus(data_dir: Option<&Path>, tier: Tier) -> Result<Corpus> {
                 )
             })?;
             eprintln!(
-                "corpus: {} tier ready in {}: {} files ({} written now, {} package(s) downloaded) in {:.1} s",
+                "corpus: {} tier ready in {}: {} files ({} written now, {} package(s) downloaded{}) in {:.1} s",
                 tier.name(),
                 root.display(),
                 r.present,
                 r.written,
                 r.downloaded_packages.len(),
+                if r.waited_seconds > 0.5 {
+                    format!(
+                        ", {:.1} s waiting for another process's fetch",
+                        r.waited_seconds
+                    )
+                } else {
+                    String::new()
+                },
                 t0.elapsed().as_secs_f64()
             );
             if !r.left_out.is_empty() {

@@ -1,11 +1,11 @@
-//! One run of the paper's experiment (split x slice length x seed) and the pieces around it:
-//! the slice source that feeds crnn, evaluation at slice and song level, report files.
+//! One run of the paper's experiment (split x slice length x seed), in named stages: read
+//! back, slice sets, training, evaluation at slice and song level, pictures, report file.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use artist20::{Corpus, FeatureConfig, SliceIndex, SliceMode, Split, TrackFeatures};
+use artist20::{Corpus, FeatureConfig, SliceMode, Split, TrackFeatures};
 use crnn::{CrnnConfig, ExistingRun, TrainConfig, TrainObserver, TrainedModel, Trainer};
 use eval::VoteRule;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::progress::Progress;
 pub use crate::run_report::{LevelReport, RunCounts, RunReport, SongRecord, collect_reports};
+pub use crate::slices::SplitSlices;
 
 /// How slices are grouped into songs for the vote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -23,74 +24,6 @@ pub enum SongKey {
     Path,
     /// The bare file name, as the paper's `predict_artist` (two songs with one name merge).
     FileName,
-}
-
-/// Slices of some tracks, labelled by a split, as a [`crnn::SliceSource`] (copies one slice at
-/// a time from the stored tracks; nothing else is copied).
-pub struct SplitSlices<'a> {
-    features: &'a TrackFeatures,
-    /// The slice index.
-    pub index: SliceIndex,
-    labels: Vec<usize>,
-    n_mels: usize,
-}
-
-impl<'a> SplitSlices<'a> {
-    /// Slices of `tracks` with the split's labels (tracks of excluded artists must not be in it).
-    pub fn new(
-        features: &'a TrackFeatures,
-        split: &Split,
-        tracks: &[usize],
-        slice_frames: usize,
-        mode: SliceMode,
-        n_mels: usize,
-    ) -> Result<Self> {
-        let index = SliceIndex::new(features, tracks, slice_frames, mode)?;
-        let labels = index
-            .slices
-            .iter()
-            .map(|r| {
-                split
-                    .label(r.track)
-                    .with_context(|| format!("track {} has no label in this split", r.track))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            features,
-            index,
-            labels,
-            n_mels,
-        })
-    }
-
-    /// Label of every slice.
-    pub fn labels(&self) -> &[usize] {
-        &self.labels
-    }
-}
-
-impl crnn::SliceSource for SplitSlices<'_> {
-    fn len(&self) -> usize {
-        self.index.len()
-    }
-    fn slice_shape(&self) -> (usize, usize) {
-        (self.n_mels, self.index.slice_frames)
-    }
-    fn write_slice(&self, index: usize, out: &mut [f32]) {
-        if let Some(view) = self.index.view(self.features, index) {
-            for (o, v) in out
-                .chunks_exact_mut(self.index.slice_frames)
-                .zip(view.rows())
-            {
-                for (a, b) in o.iter_mut().zip(v.iter()) {
-                    *a = *b;
-                }
-            }
-        }
-    }
-    fn label(&self, index: usize) -> usize {
-        self.labels[index]
-    }
 }
 
 /// What goes into a model's `config.json` metadata: enough to use it on new audio.
@@ -130,6 +63,8 @@ pub struct RunSpec<'a> {
     pub device: tch::Device,
     /// How the conv stack runs (not saved with the model; resume with the same one).
     pub backend: crnn::ConvBackend,
+    /// How the fused backend runs the 3x3 convolutions (not saved either).
+    pub conv_algorithm: crnn::ConvAlgorithm,
     /// Continue an interrupted run in the directory.
     pub resume: bool,
     /// Run directory.
@@ -148,59 +83,164 @@ pub struct RunSpec<'a> {
     pub reselect_from: Option<PathBuf>,
 }
 
+/// Where a run's result came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunSource {
+    /// Its `report.json` was there: read back, nothing trained or evaluated.
+    ReadBack,
+    /// Trained now (a new run, or an interrupted one resumed), then evaluated.
+    Trained,
+    /// Trained before (killed before its report was written): evaluated now.
+    Evaluated,
+    /// Taken from an earlier run by [`RunSpec::reselect_from`], then evaluated.
+    Reselected,
+}
+
+/// What [`run_one`] did: the report (rank 0 only; `None` on the other ranks) and where it
+/// came from (every rank knows).
+#[derive(Debug, Clone)]
+pub struct RunDone {
+    /// The run's report (rank 0).
+    pub report: Option<RunReport>,
+    /// Where it came from.
+    pub source: RunSource,
+}
+
 /// Trains (or resumes) and evaluates one run, writing `report.json`, `model/` and the PNGs
 /// into `spec.dir`. A run whose `report.json` exists is read back, not redone.
 ///
-/// With a [`group`](RunSpec::group), every rank calls it: rank 0 decides whether the run is
-/// done (and tells the others), all ranks train, and rank 0 alone evaluates, draws and
-/// writes the report; the others return `None`.
-pub fn run_one(spec: &RunSpec<'_>) -> Result<Option<RunReport>> {
-    let report_path = spec.dir.join("report.json");
-    let main = spec.group.is_none_or(|g| g.is_main());
-    // Rank 0 reads the report (if any) and sends it: no rank needs to see rank 0's disk.
-    let mut text = if main && report_path.exists() {
-        std::fs::read(&report_path)?
-    } else {
-        Vec::new()
-    };
-    if let Some(g) = spec.group {
-        g.broadcast_bytes(&mut text, 0)?;
-    }
-    if !text.is_empty() {
-        return serde_json::from_slice(&text).map(Some).with_context(|| {
-            format!(
-                "{}: unreadable; delete it to redo the run",
-                report_path.display()
-            )
+/// The stages: [`read_back`] (rank 0 reads `report.json` and tells the others), the slice
+/// sets ([`RunSets::new`]), [`train`] (every rank), then on rank 0 alone [`evaluate_run`]
+/// (predictions, both votes, per-song records, intervals), [`draw_run`] (the PNGs) and the
+/// report's atomic write. With a [`group`](RunSpec::group) every rank calls it, and the
+/// ranks agree through [`crnn::Ranks`].
+pub fn run_one(spec: &RunSpec<'_>) -> Result<RunDone> {
+    let ranks = crnn::Ranks::of(spec.group);
+    if let Some(report) = read_back(spec, ranks)? {
+        let report = ranks.is_main().then_some(report);
+        return Ok(RunDone {
+            report,
+            source: RunSource::ReadBack,
         });
     }
     let t0 = Instant::now();
-    let split = spec.split;
-    let n_mels = spec.feature_config.mel.n_mels;
-    let slices = |tracks: &[usize]| {
-        SplitSlices::new(
-            spec.features,
-            split,
-            tracks,
-            spec.slice_frames,
-            spec.slice_mode,
-            n_mels,
-        )
+    let sets = RunSets::new(spec)?;
+    let trained = train(spec, &sets, ranks)?;
+    let (Some(outcome), true) = (&trained.outcome, ranks.is_main()) else {
+        return Ok(RunDone {
+            report: None,
+            source: trained.source,
+        });
     };
-    let (train, val, test) = (
-        slices(&split.train)?,
-        slices(&split.val)?,
-        slices(&split.test)?,
-    );
-    for (set, name) in [(&train, "training"), (&val, "validation"), (&test, "test")] {
-        if set.index.is_empty() {
-            bail!(
-                "{} slices of {} frames: the {name} set has none (its songs are all shorter than the slice rule needs)",
-                split.kind.name(),
-                spec.slice_frames
-            );
-        }
+    let (report, matrices) = evaluate_run(spec, &sets, outcome, &trained, t0)?;
+    draw_run(spec, &matrices, outcome)?;
+    let path = spec.dir.join(REPORT_FILE);
+    crate::cli::write_atomic(&path, |tmp| {
+        Ok(std::fs::write(tmp, serde_json::to_string_pretty(&report)?)?)
+    })?;
+    Ok(RunDone {
+        report: Some(report),
+        source: trained.source,
+    })
+}
+
+/// A run's report file in its directory.
+pub const REPORT_FILE: &str = "report.json";
+
+/// Stage 1: rank 0 reads the run's `report.json`, if there is one, and sends it to the others
+/// (no rank needs to see rank 0's disk). `Some` on every rank when the run is done.
+pub fn read_back(spec: &RunSpec<'_>, ranks: crnn::Ranks<'_>) -> Result<Option<RunReport>> {
+    let path = spec.dir.join(REPORT_FILE);
+    let mut text = if ranks.is_main() && path.exists() {
+        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?
+    } else {
+        Vec::new()
+    };
+    ranks.share_bytes(&mut text)?;
+    if text.is_empty() {
+        return Ok(None);
     }
+    serde_json::from_slice(&text)
+        .map(Some)
+        .with_context(|| format!("{}: unreadable; delete it to redo the run", path.display()))
+}
+
+/// Stage 2: the run's training, validation and test slices.
+pub struct RunSets<'a> {
+    /// Training slices.
+    pub train: SplitSlices<'a>,
+    /// Validation slices.
+    pub val: SplitSlices<'a>,
+    /// Test slices.
+    pub test: SplitSlices<'a>,
+}
+
+impl<'a> RunSets<'a> {
+    /// The slices of the split's three sets; an error when one of them has none.
+    pub fn new(spec: &RunSpec<'a>) -> Result<Self> {
+        let split = spec.split;
+        let n_mels = spec.feature_config.mel.n_mels;
+        let slices = |tracks: &[usize]| {
+            SplitSlices::new(
+                spec.features,
+                split,
+                tracks,
+                spec.slice_frames,
+                spec.slice_mode,
+                n_mels,
+            )
+        };
+        let sets = Self {
+            train: slices(&split.train)?,
+            val: slices(&split.val)?,
+            test: slices(&split.test)?,
+        };
+        for (set, name) in [
+            (&sets.train, "training"),
+            (&sets.val, "validation"),
+            (&sets.test, "test"),
+        ] {
+            if set.index.is_empty() {
+                bail!(
+                    "{} slices of {} frames: the {name} set has none (its songs are all shorter than the slice rule needs)",
+                    split.kind.name(),
+                    spec.slice_frames
+                );
+            }
+        }
+        Ok(sets)
+    }
+}
+
+/// What [`train`] gives: the training outcome (`None` on ranks other than 0 when the run
+/// was trained before), where it came from, and its time.
+pub struct Trained {
+    /// The outcome.
+    pub outcome: Option<crnn::TrainOutcome>,
+    /// Trained now, evaluated from an earlier training, or reselected.
+    pub source: RunSource,
+    /// Wall time of the stage.
+    pub seconds: f64,
+    /// This rank's collectives during it.
+    pub comm: Option<crnn::CommStats>,
+}
+
+/// The label of a run in progress lines: `[song 94 seed 0]`.
+fn run_label(spec: &RunSpec<'_>) -> String {
+    format!(
+        "[{} {} seed {}]",
+        spec.split.kind.name(),
+        spec.slice_frames,
+        spec.train.seed
+    )
+}
+
+/// Stage 3: trains the run (every rank), resumes it, takes it from an earlier run
+/// ([`RunSpec::reselect_from`]), or, when the model directory holds a finished training,
+/// reads what that training recorded ([`crnn::recorded_outcome`]).
+pub fn train(spec: &RunSpec<'_>, sets: &RunSets<'_>, ranks: crnn::Ranks<'_>) -> Result<Trained> {
+    let split = spec.split;
     let model_dir = spec.dir.join("model");
     let metadata = ModelMetadata {
         features: spec.feature_config.clone(),
@@ -210,15 +250,69 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<Option<RunReport>> {
         data: spec.corpus.source.clone(),
     };
     let model_config = CrnnConfig {
-        n_mels,
+        n_mels: spec.feature_config.mel.n_mels,
         ..CrnnConfig::paper(split.classes.len(), spec.slice_frames)
     };
-    let label = format!(
-        "[{} {} seed {}]",
-        split.kind.name(),
-        spec.slice_frames,
-        spec.train.seed
-    );
+    let label = run_label(spec);
+    let t0 = Instant::now();
+    let comm_t0 = spec.group.map(|g| g.stats());
+    let fitted = match &spec.reselect_from {
+        Some(_) if spec.group.is_some() => {
+            bail!("--reselect-from does not train: run it without torchrun or srun")
+        }
+        Some(src) => crnn::reselect(&src.join("model"), &model_dir, spec.train.monitor)
+            .inspect(|o| {
+                eprintln!(
+                    "{label} reselected from {}: monitor {} keeps epoch {} of {}",
+                    src.display(),
+                    o.monitor,
+                    o.best_epoch,
+                    o.history.len()
+                )
+            })
+            .map(|o| (o, RunSource::Reselected)),
+        None => fit(spec, sets, ranks, &model_config, &metadata, &label)
+            .map(|o| (o, RunSource::Trained)),
+    };
+    let (outcome, source) = match fitted {
+        Err(crnn::Error::AlreadyTrained { .. }) if !ranks.is_main() => (None, RunSource::Evaluated),
+        // Trained before, killed before its report: evaluate the saved model, with what
+        // its training recorded.
+        Err(crnn::Error::AlreadyTrained { .. }) => (
+            Some(crnn::recorded_outcome(&model_dir)?),
+            RunSource::Evaluated,
+        ),
+        Err(e) => return Err(e.into()),
+        Ok((o, source)) => (Some(o), source),
+    };
+    let seconds = t0.elapsed().as_secs_f64();
+    let comm = spec.group.zip(comm_t0).map(|(g, t0)| g.stats().since(&t0));
+    if let (Some(c), true) = (comm, ranks.is_main()) {
+        eprintln!(
+            "{label} training: {seconds:.1} s, of which {:.1} s ({:.1} %) in {} collective calls ({:.1} MB sent by this rank)",
+            c.seconds,
+            100.0 * c.seconds / seconds.max(1e-9),
+            c.calls,
+            c.bytes as f64 / 1e6
+        );
+    }
+    Ok(Trained {
+        outcome,
+        source,
+        seconds,
+        comm,
+    })
+}
+
+/// [`crnn::Trainer::fit`] with the run's settings, rank 0 showing progress.
+fn fit(
+    spec: &RunSpec<'_>,
+    sets: &RunSets<'_>,
+    ranks: crnn::Ranks<'_>,
+    model_config: &CrnnConfig,
+    metadata: &ModelMetadata,
+    label: &str,
+) -> crnn::Result<crnn::TrainOutcome> {
     let bar = ProgressBar::new(1).with_style(
         ProgressStyle::with_template(
             "{msg} {bar:30} {pos}/{len} batches {elapsed_precise} eta {eta}",
@@ -226,113 +320,68 @@ pub fn run_one(spec: &RunSpec<'_>) -> Result<Option<RunReport>> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     // Slices per second of the whole group: every rank takes a batch per step.
-    let global_batch = spec.train.batch_size * spec.group.map_or(1, |g| g.world_size());
-    let mut progress = Progress::new(bar, label.clone(), global_batch);
+    let global_batch = spec.train.batch_size * ranks.world_size();
+    let mut progress = Progress::new(bar, label.to_string(), global_batch);
     let existing = if spec.resume {
         ExistingRun::Resume
     } else {
         ExistingRun::Refuse
     };
-    let trainer = Trainer::new(spec.train.clone());
-    let train_t0 = Instant::now();
-    let comm_t0 = spec.group.map(|g| g.stats());
-    let params = crnn::FitParams::new(&model_config, &split.classes, &train, &val, &model_dir)
-        .device(spec.device)
-        .existing(existing)
-        .metadata(serde_json::to_value(&metadata)?)
-        .backend(spec.backend)
-        .keep_epoch_weights(spec.keep_epoch_weights);
-    let params = match spec.group {
-        Some(g) => params.group(g),
-        None => params,
-    };
+    let model_dir = spec.dir.join("model");
+    let metadata = serde_json::to_value(metadata).map_err(|e| crnn::Error::ModelFile {
+        path: model_dir.clone(),
+        reason: format!("metadata: {e}"),
+    })?;
+    let mut params = crnn::FitParams::new(
+        model_config,
+        &spec.split.classes,
+        &sets.train,
+        &sets.val,
+        &model_dir,
+    )
+    .device(spec.device)
+    .existing(existing)
+    .metadata(metadata)
+    .backend(spec.backend)
+    .conv_algorithm(spec.conv_algorithm)
+    .keep_epoch_weights(spec.keep_epoch_weights);
+    params.group = spec.group;
     // One rank's progress is everyone's (the steps are in lockstep): only rank 0 shows it.
     let mut silent = crnn::Silent;
-    let observer: &mut dyn TrainObserver = if main { &mut progress } else { &mut silent };
-    let fitted = match &spec.reselect_from {
-        Some(_) if spec.group.is_some() => {
-            bail!("--reselect-from does not train: run it without torchrun or srun")
-        }
-        Some(src) => {
-            let o = crnn::reselect(&src.join("model"), &model_dir, spec.train.monitor);
-            if let Ok(o) = &o {
-                eprintln!(
-                    "{label} reselected from {}: monitor {} keeps epoch {} of {}",
-                    src.display(),
-                    o.monitor,
-                    o.best_epoch,
-                    o.history.len()
-                );
-            }
-            o
-        }
-        None => trainer.fit(params, observer),
+    let observer: &mut dyn TrainObserver = if ranks.is_main() {
+        &mut progress
+    } else {
+        &mut silent
     };
-    let outcome = match fitted {
-        Err(crnn::Error::AlreadyTrained { .. }) if !main => None,
-        Err(crnn::Error::AlreadyTrained { .. }) => {
-            // Trained before, killed before its report: evaluate the saved model.
-            let history = crnn::read_history(&model_dir)?;
-            let file = TrainedModel::load(&model_dir, spec.device)?.file;
-            let best = history.get(file.best_epoch.saturating_sub(1));
-            Some(crnn::TrainOutcome {
-                best_epoch: file.best_epoch,
-                best_val_loss: file.best_val_loss.unwrap_or(f64::NAN),
-                monitor: file.train.monitor,
-                best_score: best.map_or(f64::NAN, |r| file.train.monitor.score(r)),
-                // Fewer epochs than allowed: early stopping ended it.
-                stopped_early: history.len() < file.train.max_epochs,
-                interrupted: false,
-                history,
-            })
-        }
-        Err(e) => return Err(e.into()),
-        Ok(o) => Some(o),
-    };
+    let result = Trainer::new(spec.train.clone()).fit(params, observer);
     progress.bar.finish_and_clear();
-    let train_seconds = train_t0.elapsed().as_secs_f64();
-    let comm = spec.group.zip(comm_t0).map(|(g, t0)| g.stats().since(&t0));
-    if let (Some(c), true) = (comm, main) {
-        eprintln!(
-            "{label} training: {train_seconds:.1} s, of which {:.1} s ({:.1} %) in {} collective calls ({:.1} MB sent by this rank)",
-            c.seconds,
-            100.0 * c.seconds / train_seconds.max(1e-9),
-            c.calls,
-            c.bytes as f64 / 1e6
-        );
-    }
-    let Some(outcome) = outcome.filter(|_| main) else {
-        return Ok(None);
-    };
-
-    let report = evaluate_run(spec, &train, &val, &test, &outcome, train_seconds, comm, t0)?;
-    crate::cli::write_atomic(&report_path, |tmp| {
-        Ok(std::fs::write(tmp, serde_json::to_string_pretty(&report)?)?)
-    })?;
-    Ok(Some(report))
+    result
 }
 
-/// The test stage of a run: predictions, both votes, per-song records, intervals, plots.
-#[allow(clippy::too_many_arguments)]
-fn evaluate_run(
+/// What [`evaluate_run`] counted besides the report: the confusion matrices to draw.
+pub struct Matrices {
+    /// Slice level.
+    pub slice: ndarray::Array2<u64>,
+    /// Song level, paper vote.
+    pub song: ndarray::Array2<u64>,
+}
+
+/// Stage 4 (rank 0): the test set's predictions, both votes, the per-song records and the
+/// song-level bootstrap intervals, as the run's report.
+pub fn evaluate_run(
     spec: &RunSpec<'_>,
-    train: &SplitSlices<'_>,
-    val: &SplitSlices<'_>,
-    test: &SplitSlices<'_>,
+    sets: &RunSets<'_>,
     outcome: &crnn::TrainOutcome,
-    train_seconds: f64,
-    comm: Option<crnn::CommStats>,
+    trained: &Trained,
     t0: Instant,
-) -> Result<RunReport> {
+) -> Result<(RunReport, Matrices)> {
     let split = spec.split;
-    let model_dir = spec.dir.join("model");
-    let mut model = TrainedModel::load(&model_dir, spec.device)?;
+    let test = &sets.test;
+    let mut model = TrainedModel::load(&spec.dir.join("model"), spec.device)?;
     model.model.set_backend(spec.backend)?;
+    model.model.set_conv_algorithm(spec.conv_algorithm);
     let probs = crnn::predict_proba(&model.model, test, spec.train.eval_batch_size, spec.device)?;
-    let slice_pred: Vec<usize> = probs
-        .outer_iter()
-        .map(|r| argmax(r.as_slice().unwrap_or(&[])))
-        .collect();
+    let slice_pred = eval::slice_predictions(probs.view());
     let (slice_level, slice_cm) = LevelReport::new(test.labels(), &slice_pred, &split.classes)?;
 
     // Song vote: one id per song key, the true label of the song's first slice (as the paper).
@@ -342,7 +391,7 @@ fn evaluate_run(
         .iter()
         .map(|r| song_key_of(spec.corpus, r.track, spec.song_key))
         .collect();
-    let songs = SongGroups::new(&keys, test.labels());
+    let songs = eval::SongGroups::new(&keys, test.labels());
     let paper_vote = eval::song_vote(probs.view(), &songs.song_of_slice, VoteRule::Paper)?;
     let mean_vote = eval::song_vote(
         probs.view(),
@@ -351,38 +400,18 @@ fn evaluate_run(
     )?;
     let (song_paper, song_cm) = LevelReport::new(&songs.labels, &paper_vote, &split.classes)?;
     let (song_mean, _) = LevelReport::new(&songs.labels, &mean_vote, &split.classes)?;
-    let fold = split.kind.fold().map(|(f, _)| f);
-    let mut records: Vec<SongRecord> = songs
-        .keys
-        .iter()
-        .enumerate()
-        .map(|(s, key)| SongRecord {
-            song: key.clone(),
-            artist: split.classes[songs.labels[s]].clone(),
-            predicted: split.classes[paper_vote[s]].clone(),
-            predicted_mean_probability: split.classes[mean_vote[s]].clone(),
-            fold,
-            n_slices: 0,
-            correct_slices: 0,
-            slice_predicted: vec![0; split.classes.len()],
-        })
-        .collect();
-    for ((&s, &p), &t) in songs
-        .song_of_slice
-        .iter()
-        .zip(&slice_pred)
-        .zip(test.labels())
-    {
-        records[s].n_slices += 1;
-        records[s].correct_slices += usize::from(p == t);
-        records[s].slice_predicted[p] += 1;
-    }
+    let records = song_records(
+        spec,
+        &songs,
+        &slice_pred,
+        test.labels(),
+        &paper_vote,
+        &mean_vote,
+    );
     let evidence = crate::evidence::evidence(&records, &split.classes, &spec.bootstrap)?;
-
-    draw_run(spec, &slice_cm, &song_cm, outcome)?;
     let test_tracks_with_slices: std::collections::BTreeSet<usize> =
         test.index.slices.iter().map(|r| r.track).collect();
-    Ok(RunReport {
+    let report = RunReport {
         split: split.kind.family().to_string(),
         slice_frames: spec.slice_frames,
         seed: spec.train.seed,
@@ -393,7 +422,11 @@ fn evaluate_run(
         notes: split.notes.clone(),
         counts: RunCounts {
             songs: [split.train.len(), split.val.len(), split.test.len()],
-            slices: [train.index.len(), val.index.len(), test.index.len()],
+            slices: [
+                sets.train.index.len(),
+                sets.val.index.len(),
+                test.index.len(),
+            ],
             test_songs_without_slices: split
                 .test
                 .iter()
@@ -401,40 +434,92 @@ fn evaluate_run(
                 .map(|&t| spec.corpus.tracks[t].rel_path.clone())
                 .collect(),
         },
-        training: serde_json::json!({
-            "best_epoch": outcome.best_epoch,
-            "epochs": outcome.history.len(),
-            "best_val_loss": outcome.best_val_loss,
-            "monitor": outcome.monitor,
-            "best_score": outcome.best_score,
-            "stopped_early": outcome.stopped_early,
-            "seconds": train_seconds,
-            "device": format!("{:?}", spec.device),
-            "ranks": spec.group.map_or(1, |g| g.world_size()),
-            "communication_seconds": comm.map(|c| c.seconds),
-            "config": spec.train,
-        }),
+        training: training_json(spec, outcome, trained),
         slice_level,
         song_level_paper_vote: song_paper,
         song_level_mean_probability: song_mean,
         seconds: t0.elapsed().as_secs_f64(),
-        fold,
+        fold: split.kind.fold().map(|(f, _)| f),
         folds: split.kind.fold().map(|(_, k)| k),
         songs: records,
         song_f1: Some(evidence.song_f1),
         slice_f1: Some(evidence.slice_f1),
         per_artist: evidence.per_artist,
         bootstrap: Some(evidence.bootstrap),
+    };
+    Ok((
+        report,
+        Matrices {
+            slice: slice_cm,
+            song: song_cm,
+        },
+    ))
+}
+
+/// One record per test song: its artist, both votes, and its slices' predictions.
+fn song_records(
+    spec: &RunSpec<'_>,
+    songs: &eval::SongGroups,
+    slice_pred: &[usize],
+    slice_labels: &[usize],
+    paper_vote: &[usize],
+    mean_vote: &[usize],
+) -> Vec<SongRecord> {
+    let classes = &spec.split.classes;
+    let fold = spec.split.kind.fold().map(|(f, _)| f);
+    let mut records: Vec<SongRecord> = songs
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(s, key)| SongRecord {
+            song: key.clone(),
+            artist: classes[songs.labels[s]].clone(),
+            predicted: classes[paper_vote[s]].clone(),
+            predicted_mean_probability: classes[mean_vote[s]].clone(),
+            fold,
+            n_slices: 0,
+            correct_slices: 0,
+            slice_predicted: vec![0; classes.len()],
+        })
+        .collect();
+    for ((&s, &p), &t) in songs.song_of_slice.iter().zip(slice_pred).zip(slice_labels) {
+        records[s].n_slices += 1;
+        records[s].correct_slices += usize::from(p == t);
+        records[s].slice_predicted[p] += 1;
+    }
+    records
+}
+
+/// The report's `training` object.
+fn training_json(
+    spec: &RunSpec<'_>,
+    outcome: &crnn::TrainOutcome,
+    trained: &Trained,
+) -> serde_json::Value {
+    serde_json::json!({
+        "best_epoch": outcome.best_epoch,
+        "epochs": outcome.history.len(),
+        "best_val_loss": outcome.best_val_loss,
+        "monitor": outcome.monitor,
+        "best_score": outcome.best_score,
+        "stopped_early": outcome.stopped_early,
+        "source": trained.source,
+        "seconds": trained.seconds,
+        "device": format!("{:?}", spec.device),
+        "ranks": spec.group.map_or(1, |g| g.world_size()),
+        "communication_seconds": trained.comm.map(|c| c.seconds),
+        "config": spec.train,
     })
 }
 
 /// The run's pictures: both confusion matrices and the training curves.
-fn draw_run(
+/// Stage 5 (rank 0).
+pub fn draw_run(
     spec: &RunSpec<'_>,
-    slice_cm: &ndarray::Array2<u64>,
-    song_cm: &ndarray::Array2<u64>,
+    matrices: &Matrices,
     outcome: &crnn::TrainOutcome,
 ) -> Result<()> {
+    let (slice_cm, song_cm) = (&matrices.slice, &matrices.song);
     let split = spec.split;
     std::fs::create_dir_all(&spec.dir)?;
     let fold = match split.kind.fold() {
@@ -477,51 +562,9 @@ fn draw_run(
     Ok(())
 }
 
-/// Slices grouped into songs by key: song ids in sorted key order, each song's label the label
-/// of its first slice (as the paper).
-struct SongGroups {
-    keys: Vec<String>,
-    song_of_slice: Vec<usize>,
-    labels: Vec<usize>,
-}
-
-impl SongGroups {
-    fn new(slice_keys: &[String], slice_labels: &[usize]) -> Self {
-        let mut keys: Vec<String> = slice_keys.to_vec();
-        keys.sort();
-        keys.dedup();
-        let song_of_slice: Vec<usize> = slice_keys
-            .iter()
-            .map(|k| keys.binary_search(k).unwrap_or(0))
-            .collect();
-        let mut labels = vec![usize::MAX; keys.len()];
-        for (s, l) in song_of_slice.iter().zip(slice_labels) {
-            if labels[*s] == usize::MAX {
-                labels[*s] = *l;
-            }
-        }
-        Self {
-            keys,
-            song_of_slice,
-            labels,
-        }
-    }
-}
-
 fn song_key_of(corpus: &Corpus, track: usize, key: SongKey) -> String {
     match key {
         SongKey::Path => corpus.tracks[track].rel_path.clone(),
         SongKey::FileName => corpus.tracks[track].file_name().to_string(),
     }
-}
-
-/// Index of the first maximum.
-pub fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |b, (i, &x)| if x > b.1 { (i, x) } else { b },
-        )
-        .0
 }

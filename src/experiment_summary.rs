@@ -265,19 +265,17 @@ pub fn write_tsne_of_grid(
         "t-SNE of the bottleneck, test songs ({} split{fold}, {} frames, seed {})",
         r.split, r.slice_frames, r.seed
     );
-    let result = crnn::TrainedModel::load(&dir.join("model"), device)
-        .map_err(anyhow::Error::from)
-        .and_then(|model| {
-            crate::representation::write_tsne(
-                &model,
-                features,
-                split,
-                &split.test,
-                device,
-                out,
-                &title,
-            )
-        });
+    let result = crate::cli::load_model(&dir.join("model"), device).and_then(|model| {
+        crate::representation::write_tsne(&crate::representation::TsneParams {
+            model: &model,
+            features,
+            split,
+            tracks: &split.test,
+            device,
+            out,
+            title: &title,
+        })
+    });
     match result {
         Ok(n) => eprintln!(
             "t-SNE: {n} test slices -> {}",

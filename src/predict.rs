@@ -33,7 +33,7 @@ pub struct Prediction {
 impl Predictor {
     /// Loads the model directory (`OUT/<split>/<frames>/seed-<seed>/model`) onto `device`.
     pub fn load(dir: &std::path::Path, device: tch::Device) -> Result<Self> {
-        let model = TrainedModel::load(dir, device)
+        let model = crate::cli::load_model(dir, device)
             .with_context(|| format!("loading the model in {}", dir.display()))?;
         let meta: ModelMetadata = serde_json::from_value(model.file.metadata.clone())
             .with_context(|| format!("{}: config.json has no feature metadata (not a model of this project's experiment)", dir.display()))?;

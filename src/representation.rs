@@ -9,17 +9,37 @@ use eval::TsneConfig;
 
 use crate::experiment::SplitSlices;
 
-/// Embeds the slices of `tracks` with `model`, runs t-SNE and writes `tsne.csv`
-/// (`x0,x1,label`, as the paper's CSV) and `tsne.png` into `out`. Returns the point count.
-pub fn write_tsne(
-    model: &TrainedModel,
-    features: &TrackFeatures,
-    split: &Split,
-    tracks: &[usize],
-    device: tch::Device,
-    out: &Path,
-    title: &str,
-) -> Result<usize> {
+/// What [`write_tsne`] embeds and where it writes.
+pub struct TsneParams<'a> {
+    /// The trained model whose bottleneck is embedded.
+    pub model: &'a TrainedModel,
+    /// The corpus's features.
+    pub features: &'a TrackFeatures,
+    /// The split that labels the tracks.
+    pub split: &'a Split,
+    /// The tracks whose slices are embedded (the test songs, say).
+    pub tracks: &'a [usize],
+    /// Where the model runs.
+    pub device: tch::Device,
+    /// Folder of `tsne.csv` and `tsne.png`.
+    pub out: &'a Path,
+    /// The PNG's title.
+    pub title: &'a str,
+}
+
+/// Embeds the slices of `params.tracks` with the model, runs t-SNE and writes `tsne.csv`
+/// (`x0,x1,label`, as the paper's CSV) and `tsne.png` into `params.out`. Returns the point
+/// count.
+pub fn write_tsne(params: &TsneParams<'_>) -> Result<usize> {
+    let TsneParams {
+        model,
+        features,
+        split,
+        tracks,
+        device,
+        out,
+        title,
+    } = *params;
     let c = model.model.config();
     let meta: crate::experiment::ModelMetadata =
         serde_json::from_value(model.file.metadata.clone())?;

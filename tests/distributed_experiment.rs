@@ -170,3 +170,126 @@ fn experiment_under_a_two_rank_launch_trains_once_and_rank_0_writes() {
     assert!(t.elapsed() < Duration::from_secs(120));
     assert_eq!(files_under(&dir.path().join("out")), files);
 }
+
+const FAILING: &str = "ARTIST_CRNN_DIST_FAILING_DIR";
+
+/// One rank of the failing launch below: `--cache` under a regular file, so rank 0 cannot
+/// create its feature store. Prints the error (as the experiment example does) and exits 3.
+#[test]
+fn failing_rank_process() {
+    let Ok(dir) = std::env::var(FAILING) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let mut args = argv(&dir);
+    args.cache = Some(dir.join("blocker").join("features.h5"));
+    match run(args) {
+        Ok(_) => println!("finished without an error"),
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::exit(3);
+        }
+    }
+}
+
+/// Two ranks, rank 0 unable to write its feature store: both exit non-zero, rank 1 within
+/// 60 s, with rank 0's own error text in its message (not gloo's "connection closed"). With
+/// `agent_store`, the TCPStore is hosted by this test process, as torchrun's agent hosts it,
+/// so rank 0's exit does not take the store down.
+fn a_failed_rank_stops_the_other(agent_store: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    common::small_subset(dir.path());
+    std::fs::write(dir.path().join("blocker"), "a file, not a folder").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _store =
+        agent_store.then(|| crnn::AgentStore::host(port, Duration::from_secs(120)).unwrap());
+    let t0 = Instant::now();
+    let mut children: Vec<_> = (0..2)
+        .map(|rank| {
+            let mut cmd = Command::new(std::env::current_exe().unwrap());
+            cmd.args(["--exact", "failing_rank_process", "--nocapture"])
+                .env(FAILING, dir.path())
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("LOCAL_RANK", rank.to_string())
+                .env("LOCAL_WORLD_SIZE", "2")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", port.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            if agent_store {
+                cmd.env("TORCHELASTIC_USE_AGENT_STORE", "True");
+            }
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let mut ended = [None; 2];
+    while ended.iter().any(Option::is_none) {
+        for (r, c) in children.iter_mut().enumerate() {
+            if ended[r].is_none() && c.try_wait().unwrap().is_some() {
+                ended[r] = Some(t0.elapsed());
+            }
+        }
+        if t0.elapsed() > Duration::from_secs(150) {
+            for c in &mut children {
+                let _ = c.kill();
+            }
+            panic!("ranks still running after 150 s: killed ({ended:?})");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let log = |o: &Output| {
+        format!(
+            "{}\n{}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let (log0, log1) = (log(&outputs[0]), log(&outputs[1]));
+    assert_eq!(outputs[0].status.code(), Some(3), "rank 0:\n{log0}");
+    assert_eq!(outputs[1].status.code(), Some(3), "rank 1:\n{log1}");
+    // Rank 0's own error, as rank 0 printed it, is in rank 1's message.
+    let own = log0
+        .lines()
+        .find_map(|l| l.strip_prefix("Error: "))
+        .unwrap_or_else(|| panic!("rank 0 printed no error:\n{log0}"));
+    assert!(own.contains("blocker"), "rank 0:\n{log0}");
+    assert!(log1.contains("rank 0 failed: "), "rank 1:\n{log1}");
+    assert!(
+        log1.contains(own),
+        "rank 1 lacks rank 0's error {own:?}:\n{log1}"
+    );
+    let took = ended[1].unwrap_or_default();
+    assert!(
+        took < Duration::from_secs(60),
+        "rank 1 took {took:?}:\n{log1}"
+    );
+    eprintln!(
+        "store {}: rank 0 ended after {:?}, rank 1 after {took:?}",
+        if agent_store {
+            "hosted by the test"
+        } else {
+            "on rank 0"
+        },
+        ended[0].unwrap_or_default()
+    );
+}
+
+#[test]
+fn a_failed_rank_0_hosting_the_store_stops_rank_1_with_its_error() {
+    a_failed_rank_stops_the_other(false);
+}
+
+#[test]
+fn a_failed_rank_0_with_an_agent_store_stops_rank_1_with_its_error() {
+    a_failed_rank_stops_the_other(true);
+}

@@ -45,7 +45,7 @@ pub fn small_subset(dir: &Path) -> PathBuf {
     static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let corpus = {
         let _turn = FETCH.lock().unwrap_or_else(|e| e.into_inner());
-        artist_crnn::data::open_corpus(None, artist20::fetch::Tier::Small)
+        artist_crnn::data::open_corpus(None, artist_crnn::data::Tier::Small)
             .expect("the small tier (needs apt and network on first use)")
     };
     let keep = ["eric_matyas", "roberto_lorenz", "sean_hawk"];

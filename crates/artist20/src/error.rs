@@ -39,9 +39,6 @@ pub enum Error {
         /// Which artists fail and why, and what to do instead.
         reason: String,
     },
-    /// Fetching the default corpus failed.
-    #[error("fetching the default corpus: {0}")]
-    Fetch(String),
     /// An HDF5 operation failed.
     #[error("{path}: HDF5: {message}")]
     Hdf5 {

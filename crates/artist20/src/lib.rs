@@ -4,7 +4,6 @@
 mod build;
 mod corpus;
 mod error;
-pub mod fetch;
 mod h5attr;
 mod kfold;
 mod merge;

@@ -130,7 +130,10 @@ mod tests {
         let p = d.join("sub").join("weights.safetensors");
         write_atomic(&p, |tmp| {
             assert_eq!(tmp.parent(), p.parent());
-            assert_eq!(tmp.extension().and_then(|e| e.to_str()), Some("safetensors"));
+            assert_eq!(
+                tmp.extension().and_then(|e| e.to_str()),
+                Some("safetensors")
+            );
             std::fs::write(tmp, b"abc")
         })
         .unwrap();
@@ -166,7 +169,10 @@ mod tests {
         let (a, b) = (temporary_path(p), temporary_path(p));
         assert_ne!(a, b);
         assert!(a.to_string_lossy().ends_with(".png"));
-        assert_eq!(temporary_path(Path::new("plain")).parent(), Some(Path::new(".")));
+        assert_eq!(
+            temporary_path(Path::new("plain")).parent(),
+            Some(Path::new("."))
+        );
     }
 
     #[test]

@@ -40,7 +40,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else if let Some(isa) = arg("--isa") {
         model.set_backend(ConvBackend::FusedCpu(isa.parse()?))?;
     } else {
-        model.set_backend(ConvBackend::choose(device, crnn::crnn_kernels::Isa::from_env()?)?)?;
+        model.set_backend(ConvBackend::choose(
+            device,
+            crnn::crnn_kernels::Isa::from_env()?,
+        )?)?;
     }
     model.set_conv_algorithm(match arg("--conv") {
         Some(conv) => crnn::ConvAlgorithm::from_name(&conv)?,

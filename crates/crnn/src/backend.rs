@@ -100,7 +100,7 @@ impl ConvBackend {
     /// `Result` keeps the signature of earlier versions); [`choose`](Self::choose) takes an
     /// instruction set that the caller asked for.
     pub fn default_for(device: Device) -> Result<Self> {
-        Ok(Self::choose(device, None)?)
+        Self::choose(device, None)
     }
 
     /// The backend for `device` when the caller asked for instruction set `isa` (for example

@@ -6,7 +6,7 @@ use std::path::Path;
 use tch::{Tensor, nn};
 
 use crate::dist_train::{self, Start};
-use crate::{Error, KerasAdam, ProcessGroup, Result};
+use crate::{KerasAdam, ProcessGroup, Result};
 
 /// The coordination the epoch loop needs, in one place: which share of the data this rank
 /// trains and validates, its own random streams, rank 0's start of the run, rank 0's
@@ -147,9 +147,9 @@ impl<'a> Ranks<'a> {
     }
 
     /// Runs `body` on this rank; when it fails with an error that
-    /// [ends the group](Error::ends_the_group), first tells the other ranks
+    /// [ends the group](crate::Error::ends_the_group), first tells the other ranks
     /// ([`ProcessGroup::publish_failure`]), so that they stop at once with this rank's error
-    /// ([`Error::PeerFailed`]) instead of waiting out the timeout. Alone it is `body()`.
+    /// ([`Error::PeerFailed`](crate::Error::PeerFailed)) instead of waiting out the timeout. Alone it is `body()`.
     pub fn guard<T>(&self, body: impl FnOnce() -> Result<T>) -> Result<T> {
         let result = body();
         if let (Ranks::Group(g), Err(e)) = (self, &result)
@@ -160,32 +160,20 @@ impl<'a> Ranks<'a> {
         result
     }
 
-    /// [`guard`](Self::guard) for an application's own error type: `ends_the_group` says
-    /// which errors to publish, `Display` what the others print.
-    pub fn guard_with<T, E: std::fmt::Display>(
+    /// [`guard`](Self::guard) for an application's own error type: `publish` gives the
+    /// message the others print for an error that ends the group, or `None` for one that
+    /// does not (another rank's failure, say).
+    pub fn guard_with<T, E>(
         &self,
-        ends_the_group: impl FnOnce(&E) -> bool,
+        publish: impl FnOnce(&E) -> Option<String>,
         body: impl FnOnce() -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
         let result = body();
         if let (Ranks::Group(g), Err(e)) = (self, &result)
-            && ends_the_group(e)
+            && let Some(message) = publish(e)
         {
-            g.publish_failure(&e.to_string());
+            g.publish_failure(&message);
         }
         result
     }
-}
-
-/// For [`Ranks::guard_with`] over errors that may hold a crnn [`Error`] in their chain
-/// (anyhow's, say): `false` when that error does not end the group.
-pub fn chain_ends_the_group(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(cur) = e {
-        if let Some(crnn) = cur.downcast_ref::<Error>() {
-            return crnn.ends_the_group();
-        }
-        e = cur.source();
-    }
-    true
 }

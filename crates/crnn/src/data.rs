@@ -179,6 +179,19 @@ pub(crate) fn for_each_batch(
     })
 }
 
+/// A batch of `n` row-major `[n_mels, frames]` slices as a `[n, 1, n_mels, frames]` tensor on `device`.
+pub(crate) fn batch_tensor(
+    data: &[f32],
+    n: usize,
+    n_mels: usize,
+    frames: usize,
+    device: Device,
+) -> Result<Tensor> {
+    Ok(Tensor::f_from_slice(data)?
+        .f_view([n as i64, 1, n_mels as i64, frames as i64])?
+        .f_to_device(device)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,17 +236,4 @@ mod tests {
         // recycled buffer of an earlier batch stood in for it.
         assert_eq!(seen, vec![(0, 0.0), (1, 2.0)]);
     }
-}
-
-/// A batch of `n` row-major `[n_mels, frames]` slices as a `[n, 1, n_mels, frames]` tensor on `device`.
-pub(crate) fn batch_tensor(
-    data: &[f32],
-    n: usize,
-    n_mels: usize,
-    frames: usize,
-    device: Device,
-) -> Result<Tensor> {
-    Ok(Tensor::f_from_slice(data)?
-        .f_view([n as i64, 1, n_mels as i64, frames as i64])?
-        .f_to_device(device)?)
 }

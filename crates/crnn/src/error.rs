@@ -190,7 +190,10 @@ impl Error {
     /// failure (already told) and [`AlreadyTrained`](Error::AlreadyTrained) (every rank
     /// gets it alike, and callers go on from it).
     pub fn ends_the_group(&self) -> bool {
-        !matches!(self, Error::PeerFailed { .. } | Error::AlreadyTrained { .. })
+        !matches!(
+            self,
+            Error::PeerFailed { .. } | Error::AlreadyTrained { .. }
+        )
     }
 }
 

@@ -32,11 +32,11 @@ pub use checkpoint::{
     WEIGHTS_FILE, epoch_weights_path, read_history,
 };
 pub use config::{CrnnConfig, Monitor, PAPER_SLICE_FRAMES, TrainConfig};
+pub use coord::Ranks;
 /// The kernel crate behind [`ConvBackend::FusedCpu`] (its [`Isa`](crnn_kernels::Isa) names the
 /// instruction set).
 pub use crnn_kernels;
 pub use data::{SliceSource, ViewSource};
-pub use coord::{Ranks, chain_ends_the_group};
 pub use dist::{CommStats, FAILURE_GRACE, ProcessGroup};
 pub use dist_params::{CollectiveBackend, DEFAULT_TIMEOUT, GlooDevice, GroupParams, Rendezvous};
 pub use dist_store::AgentStore;

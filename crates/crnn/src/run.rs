@@ -11,16 +11,14 @@ use tch::{Device, Kind, Tensor, nn};
 use crate::adam::KerasAdam;
 use crate::checkpoint::{
     CONFIG_FILE, EpochRecord, HISTORY_FILE, ModelFile, ResumePaths, ResumeState, RunStatus,
-    WEIGHTS_FILE, epoch_weights_path, load_variables, named_variables, save_tensors,
-    write_history, write_json,
+    WEIGHTS_FILE, epoch_weights_path, load_variables, named_variables, save_tensors, write_history,
+    write_json,
 };
 use crate::coord::Ranks;
 use crate::data::{SliceSource, batch_tensor, for_each_batch};
 use crate::trainer::epoch_seed;
 use crate::validation::{ValSums, evaluate_sums};
-use crate::{
-    Crnn2d, Error, FitParams, Monitor, Result, TrainConfig, TrainOutcome, Trainer, step,
-};
+use crate::{Crnn2d, Error, FitParams, Monitor, Result, TrainConfig, TrainOutcome, Trainer, step};
 
 /// The monitor's state: the best score so far, its epoch and validation loss, and the epochs
 /// waited since.
@@ -226,7 +224,13 @@ impl<'a> Run<'a> {
         let ranks = self.ranks;
         ranks.sync_buffers(&self.vs)?;
         let mine = ranks.validation_share(val.len());
-        let v = evaluate_sums(&self.model, val, &mine, self.tc.eval_batch_size, self.device)?;
+        let v = evaluate_sums(
+            &self.model,
+            val,
+            &mine,
+            self.tc.eval_batch_size,
+            self.device,
+        )?;
         let mut sums = vec![
             v.loss,
             v.correct as f64,

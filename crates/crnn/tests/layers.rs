@@ -251,14 +251,19 @@ fn wrong_inputs_are_errors_not_panics() {
     let vs = nn::VarStore::new(Device::Cpu);
     let mut model = Crnn2d::new(&vs.root(), &CrnnConfig::paper(3, 32)).unwrap();
     // A source of 64-mel slices for a 128-mel model.
-    let data: Vec<ndarray::Array2<f32>> = (0..3).map(|_| ndarray::Array2::zeros((64, 32))).collect();
-    let source = crnn::ViewSource::new(data.iter().map(|a| a.view()).collect(), vec![0, 1, 2]).unwrap();
+    let data: Vec<ndarray::Array2<f32>> =
+        (0..3).map(|_| ndarray::Array2::zeros((64, 32))).collect();
+    let source =
+        crnn::ViewSource::new(data.iter().map(|a| a.view()).collect(), vec![0, 1, 2]).unwrap();
     let err = crnn::predict_proba(&model, &source, 8, Device::Cpu).unwrap_err();
     assert!(matches!(err, crnn::Error::Shape { .. }), "{err}");
     assert!(err.to_string().contains("[128, 32]"), "{err}");
     // Right shape, wrong dtype (f64 input, f32 variables), on both backends.
     let xs = Tensor::zeros([2, 1, 128, 32], (Kind::Double, Device::Cpu));
-    for backend in [crnn::ConvBackend::LibtorchOps, crnn::ConvBackend::default_for(Device::Cpu).unwrap()] {
+    for backend in [
+        crnn::ConvBackend::LibtorchOps,
+        crnn::ConvBackend::default_for(Device::Cpu).unwrap(),
+    ] {
         model.set_backend(backend).unwrap();
         for train in [false, true] {
             let err = model.f_probabilities_t(&xs, train).unwrap_err();
@@ -267,11 +272,26 @@ fn wrong_inputs_are_errors_not_panics() {
     }
     // The layers' own f_ forms.
     let bn = KerasBatchNorm::new(vs.root() / "extra_bn", 4, 0.99, 1e-3);
-    assert!(bn.f_forward_t(&Tensor::zeros([2, 5, 3], (Kind::Float, Device::Cpu)), true).is_err());
-    assert!(bn.f_update_moving(&Tensor::zeros([3], (Kind::Float, Device::Cpu)), &Tensor::ones([3], (Kind::Float, Device::Cpu))).is_err());
+    assert!(
+        bn.f_forward_t(&Tensor::zeros([2, 5, 3], (Kind::Float, Device::Cpu)), true)
+            .is_err()
+    );
+    assert!(
+        bn.f_update_moving(
+            &Tensor::zeros([3], (Kind::Float, Device::Cpu)),
+            &Tensor::ones([3], (Kind::Float, Device::Cpu))
+        )
+        .is_err()
+    );
     let gru = KerasGru::new(vs.root() / "extra_gru", 4, 3);
-    assert!(gru.f_forward(&Tensor::zeros([2, 4], (Kind::Float, Device::Cpu)), true).is_err());
-    assert!(gru.f_forward(&Tensor::zeros([2, 5, 6], (Kind::Float, Device::Cpu)), false).is_err());
+    assert!(
+        gru.f_forward(&Tensor::zeros([2, 4], (Kind::Float, Device::Cpu)), true)
+            .is_err()
+    );
+    assert!(
+        gru.f_forward(&Tensor::zeros([2, 5, 6], (Kind::Float, Device::Cpu)), false)
+            .is_err()
+    );
     // The loss with labels outside the classes.
     let probs = Tensor::full([2, 3], 1.0 / 3.0, (Kind::Float, Device::Cpu));
     let labels = Tensor::from_slice(&[0i64, 7]);

@@ -555,7 +555,11 @@ fn reselecting_is_refused_where_it_cannot_know() {
     // What the trainer reported is what the model directory says afterwards.
     let recorded = crnn::recorded_outcome(src.path()).unwrap();
     assert_eq!(
-        (recorded.stopped_early, recorded.best_epoch, recorded.monitor),
+        (
+            recorded.stopped_early,
+            recorded.best_epoch,
+            recorded.monitor
+        ),
         (true, out.best_epoch, out.monitor)
     );
     assert_eq!(recorded.history.len(), out.history.len());

@@ -322,8 +322,18 @@ pub fn plot_training_curves(path: &Path, history: &[EpochPoint], title: &str) ->
                 .y_label_area_size(55)
                 .build_cartesian_2d(1f64..epochs.max(2.0), range)
                 .map_err(e)?;
+            // Epochs are whole numbers: at most 12 ticks, and none between two epochs.
+            let whole = |x: &f64| {
+                if (x - x.round()).abs() < 1e-9 {
+                    format!("{x:.0}")
+                } else {
+                    String::new()
+                }
+            };
             chart
                 .configure_mesh()
+                .x_labels((epochs as usize).clamp(2, 12))
+                .x_label_formatter(&whole)
                 .x_desc("epoch")
                 .y_desc(name)
                 .draw()

@@ -269,7 +269,10 @@ fn batch_statistics(
     count: usize,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let stats = sums.batch_statistics(count, bn.epsilon());
-    bn.f_update_moving(&Tensor::f_from_slice(&stats.mean)?, &Tensor::f_from_slice(&stats.var)?)?;
+    bn.f_update_moving(
+        &Tensor::f_from_slice(&stats.mean)?,
+        &Tensor::f_from_slice(&stats.var)?,
+    )?;
     Ok((stats.mean, stats.invstd))
 }
 

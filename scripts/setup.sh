@@ -4,8 +4,7 @@
 # Installs only what is missing:
 #   1. Debian packages the crates link or use: cmake (builds libopus for audio-io's Opus
 #      decoder), libhdf5-dev (feature store), libsoxr-dev
-#      (librosa-equal resampling), hdf5-tools (h5dump, used by a layout test), unzip (two corpus
-#      packages keep their music in .pk3 zip files), fontconfig and a
+#      (librosa-equal resampling), hdf5-tools (h5dump, used by a layout test), fontconfig and a
 #      font for plot text, pkg-config.
 #   2. rustfmt and clippy (the test command runs them).
 #   3. libtorch 2.13.0 (what tch 0.26.0 wants) from the PyPI `torch` wheel into ./.libtorch,
@@ -21,7 +20,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
 # ---- 1. Debian packages -------------------------------------------------------------------
-APT_PACKAGES=(pkg-config cmake libhdf5-dev libsoxr-dev hdf5-tools libfontconfig1-dev fonts-dejavu-core unzip
+APT_PACKAGES=(pkg-config cmake libhdf5-dev libsoxr-dev hdf5-tools libfontconfig1-dev fonts-dejavu-core
   python3 python3-pip ca-certificates)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

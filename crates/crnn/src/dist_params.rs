@@ -1,4 +1,4 @@
-//! What [`ProcessGroup::new`](crate::ProcessGroup::new) is given: ranks, the rendezvous,
+//! What [`ProcessGroup::new`](crate::ProcessGroup::new)(crate::ProcessGroup::new) is given: ranks, the rendezvous,
 //! the Gloo address, the collectives' device and backend, the timeout.
 
 use std::path::PathBuf;
@@ -47,7 +47,7 @@ pub enum GlooDevice {
     Interface(String),
 }
 
-/// What [`ProcessGroup::new`] needs.
+/// What [`ProcessGroup::new`](crate::ProcessGroup::new) needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupParams {
     /// This process's rank, `0..world_size`.
@@ -66,7 +66,7 @@ pub struct GroupParams {
     pub gloo: GlooDevice,
     /// Where the tensors of the collectives live. `Device::Cpu`: ProcessGroupGloo.
     /// `Device::Cuda(i)`: ProcessGroupNCCL on GPU `i` when this build has it
-    /// ([`ProcessGroup::nccl_available`]), else Gloo with the tensors staged through host
+    /// ([`ProcessGroup::nccl_available`](crate::ProcessGroup::nccl_available)), else Gloo with the tensors staged through host
     /// memory.
     ///
     /// Default: `Device::Cpu`.
@@ -79,7 +79,7 @@ pub struct GroupParams {
     pub backend: Option<CollectiveBackend>,
 }
 
-/// The c10d backend of a [`ProcessGroup`].
+/// The c10d backend of a [`ProcessGroup`](crate::ProcessGroup).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CollectiveBackend {
     /// ProcessGroupGloo over TCP (CPU tensors; others staged through host memory).

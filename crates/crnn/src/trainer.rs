@@ -176,10 +176,10 @@ impl Trainer {
     /// every rank of it calls `fit` and they train one model together (the crate README
     /// says how); a rank that fails tells the others ([`Ranks::guard`]).
     ///
-    /// The loop: [`Run::start`] (rank 0's run directory shared, the network built, a resume
+    /// The loop: `Run::start` (rank 0's run directory shared, the network built, a resume
     /// checkpoint restored, rank 0's variables on every rank), then per epoch
-    /// [`Run::train_epoch`], [`Run::validate`], [`Run::keep`] (the monitor and the
-    /// checkpoint) and a common decision to stop, then [`Run::finish`].
+    /// `Run::train_epoch`, `Run::validate`, `Run::keep` (the monitor and the
+    /// checkpoint) and a common decision to stop, then `Run::finish`.
     pub fn fit(
         &self,
         params: FitParams<'_>,

@@ -411,7 +411,7 @@ pub fn summarize(
         reports: Vec::new(),
         summary_md: String::new(),
     };
-    if launched.group.as_ref().is_some_and(|g| !g.is_main()) {
+    if !crnn::Ranks::of(launched.group.as_ref()).is_main() {
         return Ok(outcome);
     }
     let (reports, md) = crate::experiment_summary::write_summary(

@@ -53,17 +53,28 @@ fn experiment_rank_process() {
     assert_eq!(outcome.summary_md.is_empty(), rank != 0);
 }
 
-fn launch(dir: &Path) -> Vec<Output> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+/// Starts two ranks (this test binary again, running the test `worker`) with torchrun's
+/// variables for a store at `127.0.0.1:port` and the `extra` ones, and waits for both,
+/// killing them past `deadline`. Returns their outputs and when each ended.
+fn run_ranks(
+    worker: &str,
+    port: u16,
+    extra: &[(&str, &std::ffi::OsStr)],
+    deadline: Duration,
+) -> (Vec<Output>, Vec<Duration>) {
+    let t0 = Instant::now();
     let mut children: Vec<_> = (0..2)
         .map(|rank| {
-            Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "experiment_rank_process", "--nocapture"])
-                .env(WORKER, dir)
+            let mut cmd = Command::new(std::env::current_exe().unwrap());
+            cmd.args(["--exact", worker, "--nocapture"])
                 .env("RANK", rank.to_string())
                 .env("WORLD_SIZE", "2")
                 .env("LOCAL_RANK", rank.to_string())
@@ -71,33 +82,54 @@ fn launch(dir: &Path) -> Vec<Output> {
                 .env("MASTER_ADDR", "127.0.0.1")
                 .env("MASTER_PORT", port.to_string())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+                .stderr(Stdio::piped());
+            for (k, v) in extra {
+                cmd.env(k, v);
+            }
+            cmd.spawn().unwrap()
         })
         .collect();
-    let t0 = Instant::now();
-    while children.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
-        if t0.elapsed() > DEADLINE {
+    let mut ended: Vec<Option<Duration>> = vec![None; children.len()];
+    while ended.iter().any(Option::is_none) {
+        for (r, c) in children.iter_mut().enumerate() {
+            if ended[r].is_none() && c.try_wait().unwrap().is_some() {
+                ended[r] = Some(t0.elapsed());
+            }
+        }
+        if t0.elapsed() > deadline {
             for c in &mut children {
                 let _ = c.kill();
             }
-            panic!("ranks still running after {DEADLINE:?}: killed");
+            panic!("ranks still running after {deadline:?}: killed ({ended:?})");
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
-    let outputs: Vec<Output> = children
+    let outputs = children
         .into_iter()
         .map(|c| c.wait_with_output().unwrap())
         .collect();
+    (outputs, ended.into_iter().flatten().collect())
+}
+
+/// A rank's exit status, stdout and stderr, for an assertion message.
+fn log(o: &Output) -> String {
+    format!(
+        "{}\n{}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn launch(dir: &Path) -> Vec<Output> {
+    let (outputs, _) = run_ranks(
+        "experiment_rank_process",
+        free_port(),
+        &[(WORKER, dir.as_os_str())],
+        DEADLINE,
+    );
     for (rank, o) in outputs.iter().enumerate() {
-        assert!(
-            o.status.success(),
-            "rank {rank}: {}\n{}\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert!(o.status.success(), "rank {rank}: {}", log(o));
     }
     outputs
 }
@@ -200,60 +232,19 @@ fn a_failed_rank_stops_the_other(agent_store: bool) {
     let dir = tempfile::tempdir().unwrap();
     common::small_subset(dir.path());
     std::fs::write(dir.path().join("blocker"), "a file, not a folder").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let _store =
         agent_store.then(|| crnn::AgentStore::host(port, Duration::from_secs(120)).unwrap());
-    let t0 = Instant::now();
-    let mut children: Vec<_> = (0..2)
-        .map(|rank| {
-            let mut cmd = Command::new(std::env::current_exe().unwrap());
-            cmd.args(["--exact", "failing_rank_process", "--nocapture"])
-                .env(FAILING, dir.path())
-                .env("RANK", rank.to_string())
-                .env("WORLD_SIZE", "2")
-                .env("LOCAL_RANK", rank.to_string())
-                .env("LOCAL_WORLD_SIZE", "2")
-                .env("MASTER_ADDR", "127.0.0.1")
-                .env("MASTER_PORT", port.to_string())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            if agent_store {
-                cmd.env("TORCHELASTIC_USE_AGENT_STORE", "True");
-            }
-            cmd.spawn().unwrap()
-        })
-        .collect();
-    let mut ended = [None; 2];
-    while ended.iter().any(Option::is_none) {
-        for (r, c) in children.iter_mut().enumerate() {
-            if ended[r].is_none() && c.try_wait().unwrap().is_some() {
-                ended[r] = Some(t0.elapsed());
-            }
-        }
-        if t0.elapsed() > Duration::from_secs(150) {
-            for c in &mut children {
-                let _ = c.kill();
-            }
-            panic!("ranks still running after 150 s: killed ({ended:?})");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let mut extra = vec![(FAILING, dir.path().as_os_str())];
+    if agent_store {
+        extra.push(("TORCHELASTIC_USE_AGENT_STORE", "True".as_ref()));
     }
-    let outputs: Vec<Output> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
-    let log = |o: &Output| {
-        format!(
-            "{}\n{}\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    };
+    let (outputs, ended) = run_ranks(
+        "failing_rank_process",
+        port,
+        &extra,
+        Duration::from_secs(150),
+    );
     let (log0, log1) = (log(&outputs[0]), log(&outputs[1]));
     assert_eq!(outputs[0].status.code(), Some(3), "rank 0:\n{log0}");
     assert_eq!(outputs[1].status.code(), Some(3), "rank 1:\n{log1}");
@@ -268,7 +259,7 @@ fn a_failed_rank_stops_the_other(agent_store: bool) {
         log1.contains(own),
         "rank 1 lacks rank 0's error {own:?}:\n{log1}"
     );
-    let took = ended[1].unwrap_or_default();
+    let took = ended[1];
     assert!(
         took < Duration::from_secs(60),
         "rank 1 took {took:?}:\n{log1}"
@@ -280,7 +271,7 @@ fn a_failed_rank_stops_the_other(agent_store: bool) {
         } else {
             "on rank 0"
         },
-        ended[0].unwrap_or_default()
+        ended[0]
     );
 }
 

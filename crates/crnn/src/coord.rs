@@ -151,13 +151,10 @@ impl<'a> Ranks<'a> {
     /// ([`ProcessGroup::publish_failure`]), so that they stop at once with this rank's error
     /// ([`Error::PeerFailed`](crate::Error::PeerFailed)) instead of waiting out the timeout. Alone it is `body()`.
     pub fn guard<T>(&self, body: impl FnOnce() -> Result<T>) -> Result<T> {
-        let result = body();
-        if let (Ranks::Group(g), Err(e)) = (self, &result)
-            && e.ends_the_group()
-        {
-            g.publish_failure(&e.to_string());
-        }
-        result
+        self.guard_with(
+            |e: &crate::Error| e.ends_the_group().then(|| e.to_string()),
+            body,
+        )
     }
 
     /// [`guard`](Self::guard) for an application's own error type: `publish` gives the

@@ -81,13 +81,27 @@ pub fn backend_from_env(device: tch::Device) -> Result<crnn::ConvBackend> {
     )?)
 }
 
+/// The backend `network` runs with when `wanted` is asked for: `wanted` for a CRNN2D (the
+/// one network with fused CPU kernels), libtorch ops for the others.
+pub fn network_backend(
+    network: &dyn crnn::Network,
+    wanted: crnn::ConvBackend,
+) -> crnn::ConvBackend {
+    if network.as_crnn2d().is_some() {
+        wanted
+    } else {
+        crnn::ConvBackend::LibtorchOps
+    }
+}
+
 /// Loads a model directory for inference with [`backend_from_env`]'s backend and
 /// `CRNN_CONV_ALGORITHM`'s algorithm,
 /// saying on stderr when the run behind it is unfinished (its weights are the best epoch so
 /// far, not a result).
 pub fn load_model(dir: &Path, device: tch::Device) -> Result<crnn::TrainedModel> {
     let mut model = crnn::TrainedModel::load(dir, device)?;
-    model.model.set_backend(backend_from_env(device)?)?;
+    let backend = network_backend(&*model.model, backend_from_env(device)?);
+    model.model.set_backend(backend)?;
     model
         .model
         .set_conv_algorithm(crnn::ConvAlgorithm::from_env()?);

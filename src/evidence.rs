@@ -144,6 +144,9 @@ pub struct Pooled {
     pub training: serde_json::Value,
     /// Seconds of all folds together.
     pub seconds: f64,
+    /// The model ([`RunReport::model`]).
+    #[serde(default = "crate::experiment::paper_variant")]
+    pub model: String,
 }
 
 /// Pools the reports of every fold of one k-fold run (all of them, each once).
@@ -209,6 +212,7 @@ pub fn pool_folds(reports: &[RunReport], params: &BootstrapParams) -> Result<Poo
         per_fold,
         training: first.training["config"].clone(),
         seconds: reports.iter().map(|r| r.seconds).sum(),
+        model: first.model.clone(),
     })
 }
 

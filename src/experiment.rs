@@ -57,11 +57,14 @@ pub struct RunSpec<'a> {
     pub slice_mode: SliceMode,
     /// Song key.
     pub song_key: SongKey,
+    /// The network (its augmentation is `train.augment`).
+    pub architecture: crnn::Architecture,
     /// Training settings (its seed is the run's seed).
     pub train: TrainConfig,
     /// Device.
     pub device: tch::Device,
-    /// How the conv stack runs (not saved with the model; resume with the same one).
+    /// How the conv stack runs (not saved with the model; resume with the same one). CRNN2D
+    /// only: the other architectures run as libtorch ops ([`crate::cli::network_backend`]).
     pub backend: crnn::ConvBackend,
     /// How the fused backend runs the 3x3 convolutions (not saved either).
     pub conv_algorithm: crnn::ConvAlgorithm,
@@ -226,14 +229,33 @@ pub struct Trained {
     pub comm: Option<crnn::CommStats>,
 }
 
-/// The label of a run in progress lines: `[song 94 seed 0]`.
+/// The label of a run in progress lines: `[song 94 seed 0]`, `[song 94 crnn1d seed 0]`.
 fn run_label(spec: &RunSpec<'_>) -> String {
     format!(
         "[{} {} seed {}]",
         spec.split.kind.name(),
-        spec.slice_frames,
+        crate::run_report::table_label(
+            &spec.slice_frames.to_string(),
+            &variant_name(spec.architecture, &spec.train.augment)
+        ),
         spec.train.seed
     )
+}
+
+/// The paper's model: plain CRNN2D, no augmentation (`crnn2d`).
+pub fn paper_variant() -> String {
+    crnn::Architecture::Crnn2d.name().to_string()
+}
+
+/// A model's name in paths, reports and tables: the architecture, then `+` and each
+/// augmentation (`crnn2d`, `rnn`, `crnn2d+specaugment`, `crnn2d+crop+mixup`).
+pub fn variant_name(architecture: crnn::Architecture, augment: &crnn::Augment) -> String {
+    let mut name = architecture.name().to_string();
+    for a in augment.names() {
+        name.push('+');
+        name.push_str(a);
+    }
+    name
 }
 
 /// Stage 3: trains the run (every rank), resumes it, takes it from an earlier run
@@ -251,7 +273,7 @@ pub fn train(spec: &RunSpec<'_>, sets: &RunSets<'_>, ranks: crnn::Ranks<'_>) -> 
     };
     let model_config = CrnnConfig {
         n_mels: spec.feature_config.mel.n_mels,
-        ..CrnnConfig::paper(split.classes.len(), spec.slice_frames)
+        ..CrnnConfig::new(spec.architecture, split.classes.len(), spec.slice_frames)
     };
     let label = run_label(spec);
     let t0 = Instant::now();
@@ -342,7 +364,11 @@ fn fit(
     .device(spec.device)
     .existing(existing)
     .metadata(metadata)
-    .backend(spec.backend)
+    .backend(if model_config.architecture.has_fused_kernels() {
+        spec.backend
+    } else {
+        crnn::ConvBackend::LibtorchOps
+    })
     .conv_algorithm(spec.conv_algorithm)
     .keep_epoch_weights(spec.keep_epoch_weights);
     params.group = spec.group;
@@ -378,7 +404,8 @@ pub fn evaluate_run(
     let split = spec.split;
     let test = &sets.test;
     let mut model = TrainedModel::load(&spec.dir.join("model"), spec.device)?;
-    model.model.set_backend(spec.backend)?;
+    let backend = crate::cli::network_backend(&*model.model, spec.backend);
+    model.model.set_backend(backend)?;
     model.model.set_conv_algorithm(spec.conv_algorithm);
     let probs = crnn::predict_proba(&model.model, test, spec.train.eval_batch_size, spec.device)?;
     let slice_pred = eval::slice_predictions(probs.view());
@@ -446,6 +473,7 @@ pub fn evaluate_run(
         slice_f1: Some(evidence.slice_f1),
         per_artist: evidence.per_artist,
         bootstrap: Some(evidence.bootstrap),
+        model: variant_name(spec.architecture, &spec.train.augment),
     };
     Ok((
         report,

@@ -194,6 +194,21 @@ pub struct Args {
     /// default, or direct).
     #[arg(long)]
     pub backend: Option<String>,
+    /// The networks of the paper's code to run, comma-separated: crnn2d (the paper's),
+    /// crnn2d-larger, crnn2d-vgg (both GPU-sized), crnn1d, rnn. Each runs the whole grid;
+    /// its runs go to OUT/<split>/<frames>/<model>/seed-<seed> (crnn2d without augmentation
+    /// keeps OUT/<split>/<frames>/seed-<seed>). Only crnn2d has the fused CPU kernels; the
+    /// others run as libtorch ops.
+    #[arg(long, value_delimiter = ',', default_value = "crnn2d")]
+    pub model: Vec<String>,
+    /// Augment the training slices (validation and test never), comma-separated, each with
+    /// its default parameters (crnn::Augment): crop (each epoch, each slice read at a random
+    /// start inside its song), specaugment (2 frequency masks up to 16 bands and 2 time
+    /// masks up to 10 % of the frames, at the slice's -80 dB floor), mixup (alpha 0.2, soft
+    /// targets), gain (a random offset up to +-6 dB, clipped at the floor). The model's
+    /// folder gains +<name> for each (crnn2d+specaugment). Default: none (the paper's).
+    #[arg(long, default_value = "")]
+    pub augment: String,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,

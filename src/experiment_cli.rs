@@ -9,7 +9,7 @@ use crate::data::{
     default_corpus_dir, default_store_path, load_features, open_corpus, prepare_store,
 };
 use crate::evidence::{format_interval, pool_folds};
-use crate::experiment::{RunSource, RunSpec, run_one};
+use crate::experiment::{RunSource, RunSpec, run_one, variant_name};
 pub use crate::experiment_args::{
     Args, DistBackendArg, FallbackArg, MonitorArg, SliceModeArg, SplitArg,
 };
@@ -123,10 +123,19 @@ pub fn launch(args: &Args) -> Result<Launched> {
     };
     let conv_algorithm = crnn::ConvAlgorithm::from_env()?;
     backend.check(device)?;
-    eprintln!(
-        "conv backend: {backend}, {conv_algorithm} 3x3 convolutions (CPU kernels available: {:?})",
-        crnn::crnn_kernels::Isa::available()
-    );
+    let (models, _) = models_and_augment(args)?;
+    for m in models {
+        if m.has_fused_kernels() {
+            eprintln!(
+                "{m}: conv backend {backend}, {conv_algorithm} 3x3 convolutions (CPU kernels available: {:?})",
+                crnn::crnn_kernels::Isa::available()
+            );
+        } else {
+            eprintln!(
+                "{m}: conv backend libtorch-ops on {device:?} (only crnn2d has fused CPU kernels)"
+            );
+        }
+    }
     let local_ranks = launch.as_ref().map_or(1, |l| l.local_world_size.max(1));
     let threads = args.threads.unwrap_or_else(|| {
         (std::thread::available_parallelism().map_or(1, |n| n.get()) / local_ranks).max(1)
@@ -283,6 +292,7 @@ pub fn run_grid(args: &Args, launched: &Launched, data: &Prepared) -> Result<Gri
             .with_context(|| format!("creating {}", args.out.display()))?;
     }
     let bootstrap = bootstrap_params(args);
+    let (models, augment) = models_and_augment(args)?;
     let mut grid = Grid {
         splits: Vec::new(),
         counts: [0; 3],
@@ -290,11 +300,17 @@ pub fn run_grid(args: &Args, launched: &Launched, data: &Prepared) -> Result<Gri
     for (kind, folds) in split_kinds(args)? {
         for &seed in &args.seeds {
             let splits = fold_splits(&data.corpus, kind, folds, seed, args.album_fallback)?;
-            for &frames in &args.slice_frames {
+            for (&frames, &architecture) in args
+                .slice_frames
+                .iter()
+                .flat_map(|f| models.iter().map(move |m| (f, m)))
+            {
                 let mut fold_reports = Vec::new();
+                let train = train_config(args, seed, &augment);
+                let model = variant_name(architecture, &train.augment);
                 for split in &splits {
                     let fold = split.kind.fold().map(|(f, _)| f);
-                    let dir = run_dir(&args.out, kind.family(), frames, seed, fold);
+                    let dir = run_dir(&args.out, kind.family(), frames, &model, seed, fold);
                     let spec = RunSpec {
                         corpus: &data.corpus,
                         features: &data.features,
@@ -303,7 +319,8 @@ pub fn run_grid(args: &Args, launched: &Launched, data: &Prepared) -> Result<Gri
                         slice_frames: frames,
                         slice_mode,
                         song_key: args.song_key,
-                        train: train_config(args, seed),
+                        architecture,
+                        train: train.clone(),
                         device: launched.device,
                         backend: launched.backend,
                         conv_algorithm: launched.conv_algorithm,
@@ -315,7 +332,7 @@ pub fn run_grid(args: &Args, launched: &Launched, data: &Prepared) -> Result<Gri
                         reselect_from: args
                             .reselect_from
                             .as_ref()
-                            .map(|src| run_dir(src, kind.family(), frames, seed, fold)),
+                            .map(|src| run_dir(src, kind.family(), frames, &model, seed, fold)),
                     };
                     let done = run_one(&spec).with_context(|| format!("run {}", dir.display()))?;
                     grid.counts[0] += 1;
@@ -327,7 +344,7 @@ pub fn run_grid(args: &Args, launched: &Launched, data: &Prepared) -> Result<Gri
                     }
                 }
                 if ranks.is_main() && kind.fold().is_some() {
-                    let seed_dir = run_dir(&args.out, kind.family(), frames, seed, None);
+                    let seed_dir = run_dir(&args.out, kind.family(), frames, &model, seed, None);
                     write_pooled(&seed_dir, &fold_reports, &bootstrap)?;
                 }
             }
@@ -344,8 +361,23 @@ fn bootstrap_params(args: &Args) -> eval::BootstrapParams {
     }
 }
 
-fn train_config(args: &Args, seed: u64) -> TrainConfig {
+/// The architectures of `--model` and the augmentation of `--augment`, checked.
+pub fn models_and_augment(args: &Args) -> Result<(Vec<crnn::Architecture>, crnn::Augment)> {
+    let models = args
+        .model
+        .iter()
+        .map(|m| crnn::Architecture::from_name(m))
+        .collect::<crnn::Result<Vec<_>>>()?;
+    if models.is_empty() {
+        bail!("--model needs at least one of crnn2d, crnn2d-larger, crnn2d-vgg, crnn1d, rnn");
+    }
+    let augment = crnn::Augment::from_names(&args.augment)?;
+    Ok((models, augment))
+}
+
+fn train_config(args: &Args, seed: u64, augment: &crnn::Augment) -> TrainConfig {
     TrainConfig {
+        augment: augment.clone(),
         learning_rate: args.lr,
         batch_size: args.batch_size,
         max_epochs: args.epochs,
@@ -440,18 +472,22 @@ pub fn summarize(
     Ok(outcome)
 }
 
-/// `OUT/<split>/<frames>/seed-<seed>[/fold-<fold>]`.
+/// `OUT/<split>/<frames>/[<model>/]seed-<seed>[/fold-<fold>]`: the model's folder
+/// ([`variant_name`](crate::experiment::variant_name)) is left out for the paper's plain
+/// CRNN2D, so its paths are those of the experiments before there were other models.
 pub fn run_dir(
     out: &std::path::Path,
     split: &str,
     frames: usize,
+    model: &str,
     seed: u64,
     fold: Option<usize>,
 ) -> PathBuf {
-    let dir = out
-        .join(split)
-        .join(frames.to_string())
-        .join(format!("seed-{seed}"));
+    let mut dir = out.join(split).join(frames.to_string());
+    if model != crate::experiment::paper_variant() {
+        dir = dir.join(model);
+    }
+    let dir = dir.join(format!("seed-{seed}"));
     match fold {
         Some(f) => dir.join(format!("fold-{f}")),
         None => dir,

@@ -13,7 +13,7 @@ use crate::cli::write_atomic;
 use crate::evidence::{Pooled, RunSongs, collect_pooled, pool_runs};
 use crate::experiment::RunReport;
 use crate::experiment_cli::run_dir;
-use crate::run_report::{collect_reports, monitor_of};
+use crate::run_report::{collect_reports, monitor_of, table_label};
 
 /// The paper's artist20 numbers (mean of 3 seeds, song split; `original-spec.md`): slice
 /// length in frames, slice-level and song-level weighted F1. Another data set: drawn beside
@@ -39,7 +39,7 @@ const PAPER_ALBUM_SPLIT: [(usize, f64, f64); 6] = [
 
 fn pooled_records(p: &Pooled) -> [TrialRecord; 2] {
     let rec = |level, i: &eval::Interval| TrialRecord {
-        split: p.split.clone(),
+        split: table_label(&p.split, &p.model),
         level,
         slice_frames: p.slice_frames,
         seed: p.seed,
@@ -75,13 +75,13 @@ pub fn write_summary(
     let mut units: BTreeMap<(String, usize), Vec<RunSongs<'_>>> = BTreeMap::new();
     for r in reports.iter().filter(|r| r.fold.is_none()) {
         units
-            .entry((r.split.clone(), r.slice_frames))
+            .entry((table_label(&r.split, &r.model), r.slice_frames))
             .or_default()
             .push((&r.songs, &r.classes));
     }
     for p in &pooled {
         units
-            .entry((p.split.clone(), p.slice_frames))
+            .entry((table_label(&p.split, &p.model), p.slice_frames))
             .or_default()
             .push((&p.songs, &p.classes));
     }
@@ -259,7 +259,7 @@ pub fn write_tsne_of_grid(
     let Some((r, split)) = chosen.and_then(|r| Some((r, split_of(r)?))) else {
         return;
     };
-    let dir = run_dir(out, &r.split, r.slice_frames, r.seed, r.fold);
+    let dir = run_dir(out, &r.split, r.slice_frames, &r.model, r.seed, r.fold);
     let fold = r.fold.map_or(String::new(), |f| format!(", fold {f}"));
     let title = format!(
         "t-SNE of the bottleneck, test songs ({} split{fold}, {} frames, seed {})",

@@ -37,11 +37,12 @@ impl Predictor {
             .with_context(|| format!("loading the model in {}", dir.display()))?;
         let meta: ModelMetadata = serde_json::from_value(model.file.metadata.clone())
             .with_context(|| format!("{}: config.json has no feature metadata (not a model of this project's experiment)", dir.display()))?;
-        if meta.features.mel.n_mels != model.model.config().n_mels {
+        let n_mels = model.model.input_shape().0;
+        if meta.features.mel.n_mels != n_mels {
             bail!(
                 "{}: the model takes {} mel bands but its features have {}",
                 dir.display(),
-                model.model.config().n_mels,
+                n_mels,
                 meta.features.mel.n_mels
             );
         }
@@ -56,7 +57,7 @@ impl Predictor {
             &self.meta,
             &self.plan,
             file,
-            self.model.model.config().slice_frames,
+            self.model.model.input_shape().1,
             device,
         )?;
         Ok(Prediction {

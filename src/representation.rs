@@ -40,16 +40,16 @@ pub fn write_tsne(params: &TsneParams<'_>) -> Result<usize> {
         out,
         title,
     } = *params;
-    let c = model.model.config();
+    let (n_mels, slice_frames) = model.model.input_shape();
     let meta: crate::experiment::ModelMetadata =
         serde_json::from_value(model.file.metadata.clone())?;
     let slices = SplitSlices::new(
         features,
         split,
         tracks,
-        c.slice_frames,
+        slice_frames,
         meta.slice_mode,
-        c.n_mels,
+        n_mels,
     )?;
     if slices.index.len() < 100 {
         bail!(

@@ -115,14 +115,30 @@ pub struct RunReport {
     /// The bootstrap's settings.
     #[serde(default)]
     pub bootstrap: Option<eval::BootstrapParams>,
+    /// The model: its architecture and augmentation, as [`crate::experiment::variant_name`]
+    /// writes it (`crnn2d`, `crnn1d`, `crnn2d+mixup`); `crnn2d` in reports written before
+    /// there were others.
+    #[serde(default = "crate::experiment::paper_variant")]
+    pub model: String,
+}
+
+/// The row label of the summary tables: the split, and the model when it is not the
+/// paper's plain CRNN2D (`song-kfold crnn1d`).
+pub fn table_label(split: &str, model: &str) -> String {
+    if model == crate::experiment::paper_variant() {
+        split.to_string()
+    } else {
+        format!("{split} {model}")
+    }
 }
 
 impl RunReport {
     /// The records the summary tables are made of.
     pub fn trial_records(&self) -> Vec<TrialRecord> {
+        let split = table_label(&self.split, &self.model);
         vec![
             TrialRecord {
-                split: self.split.clone(),
+                split: split.clone(),
                 level: Level::Slice,
                 slice_frames: self.slice_frames,
                 seed: self.seed,
@@ -130,7 +146,7 @@ impl RunReport {
                 ci95: self.slice_f1.map(|i| i.ci95),
             },
             TrialRecord {
-                split: self.split.clone(),
+                split,
                 level: Level::Song,
                 slice_frames: self.slice_frames,
                 seed: self.seed,

@@ -41,34 +41,29 @@ impl<'a> SplitSlices<'a> {
         })
     }
 
-    /// Label of every slice.
-    pub fn labels(&self) -> &[usize] {
-        &self.labels
-    }
-}
-
-impl crnn::SliceSource for SplitSlices<'_> {
-    fn len(&self) -> usize {
-        self.index.len()
-    }
-    fn slice_shape(&self) -> (usize, usize) {
-        (self.n_mels, self.index.slice_frames)
-    }
-    fn write_slice(&self, index: usize, out: &mut [f32]) -> crnn::Result<()> {
-        let view = self
-            .index
-            .view(self.features, index)
-            .ok_or_else(|| crnn::Error::Slice {
-                what: "split's slices",
-                index,
-                reason: match self.index.slices.get(index) {
-                    Some(r) => format!(
-                        "track {} has no {} frames at frame {} in the feature store",
-                        r.track, self.index.slice_frames, r.offset
-                    ),
-                    None => format!("the index has {} slices", self.index.len()),
-                },
-            })?;
+    /// Copies a slice's `view` into `out`, or says why there is none (`place` and `at` say
+    /// which window was asked for).
+    fn copy(
+        &self,
+        index: usize,
+        view: Option<ndarray::ArrayView2<'_, f32>>,
+        place: &str,
+        at: impl Fn(&artist20::SliceRef) -> usize,
+        out: &mut [f32],
+    ) -> crnn::Result<()> {
+        let view = view.ok_or_else(|| crnn::Error::Slice {
+            what: "split's slices",
+            index,
+            reason: match self.index.slices.get(index) {
+                Some(r) => format!(
+                    "track {} has no {} frames {place} {} in the feature store",
+                    r.track,
+                    self.index.slice_frames,
+                    at(r)
+                ),
+                None => format!("the index has {} slices", self.index.len()),
+            },
+        })?;
         if out.len() != view.len() {
             return Err(crnn::Error::Shape {
                 what: "slice buffer",
@@ -85,6 +80,39 @@ impl crnn::SliceSource for SplitSlices<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Label of every slice.
+    pub fn labels(&self) -> &[usize] {
+        &self.labels
+    }
+}
+
+impl crnn::SliceSource for SplitSlices<'_> {
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+    fn slice_shape(&self) -> (usize, usize) {
+        (self.n_mels, self.index.slice_frames)
+    }
+    fn write_slice(&self, index: usize, out: &mut [f32]) -> crnn::Result<()> {
+        let view = self.index.view(self.features, index);
+        self.copy(index, view, "at frame", |r| r.offset, out)
+    }
+    /// Windows of the slice length in the slice's song (its whole feature track).
+    fn crop_windows(&self, index: usize) -> Option<usize> {
+        let r = self.index.slices.get(index)?;
+        let mel = self.features.get(r.track)?.as_ref()?;
+        (mel.ncols() + 1).checked_sub(self.index.slice_frames)
+    }
+    fn write_crop(&self, index: usize, start: usize, out: &mut [f32]) -> crnn::Result<()> {
+        let frames = self.index.slice_frames;
+        let view = self.index.slices.get(index).and_then(|r| {
+            let mel = self.features.get(r.track)?.as_ref()?;
+            (start + frames <= mel.ncols())
+                .then(|| mel.slice(ndarray::s![.., start..start + frames]))
+        });
+        self.copy(index, view, "cropped at frame", |_| start, out)
     }
     fn label(&self, index: usize) -> usize {
         self.labels[index]

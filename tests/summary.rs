@@ -47,15 +47,26 @@ fn pooled(frames: usize, right_every: usize) -> Pooled {
         per_fold: Vec::new(),
         training: serde_json::json!({"monitor": "val-accuracy"}),
         seconds: 1.0,
+        model: "crnn2d".into(),
     }
 }
 
 #[test]
 fn pooled_runs_at_two_lengths_give_tables_with_intervals_and_the_length_plot() {
     let dir = tempfile::tempdir().unwrap();
-    for (frames, every) in [(32usize, 3usize), (94, 5)] {
-        let p = pooled(frames, every);
-        let seed_dir = artist_crnn::experiment_cli::run_dir(dir.path(), &p.split, frames, 0, None);
+    for (frames, every, model) in [
+        (32usize, 3usize, "crnn2d"),
+        (94, 5, "crnn2d"),
+        (94, 4, "rnn"),
+    ] {
+        let p = Pooled {
+            model: model.into(),
+            ..pooled(frames, every)
+        };
+        let seed_dir =
+            artist_crnn::experiment_cli::run_dir(dir.path(), &p.split, frames, model, 0, None);
+        // The paper's model keeps the paths of before; another gets its own folder.
+        assert_eq!(seed_dir.ends_with(format!("94/rnn/seed-0")), model == "rnn");
         std::fs::create_dir_all(&seed_dir).unwrap();
         std::fs::write(
             seed_dir.join("pooled.json"),
@@ -82,6 +93,8 @@ fn pooled_runs_at_two_lengths_give_tables_with_intervals_and_the_length_plot() {
         "{md}"
     );
     assert!(md.contains("| a | 10 | "), "{md}");
+    // Another model has rows of its own, not mixed into the paper model's cells.
+    assert!(md.contains("| song-kfold rnn |"), "{md}");
     let png = std::fs::read(dir.path().join("f1_vs_length_song-kfold.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
     assert!(dir.path().join("summary.csv").is_file());

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor, nn};
 
 use crate::error::io_err;
-use crate::{Crnn2d, CrnnConfig, Error, Result, TrainConfig};
+use crate::{CrnnConfig, Error, Network, NetworkSpec, Result, TrainConfig};
 
 /// `config.json`.
 pub const CONFIG_FILE: &str = "config.json";
@@ -44,8 +44,10 @@ pub struct ModelFile {
     pub format_version: u32,
     /// Version of the crnn crate that wrote it.
     pub crate_version: String,
-    /// The network.
-    pub model: CrnnConfig,
+    /// The network: its [`NetworkSpec::to_json`]. For the built-in architectures a
+    /// [`CrnnConfig`] ([`config`](Self::config) reads it; files of CRNN2D runs, also those
+    /// written before there were other architectures, have no `architecture` field).
+    pub model: serde_json::Value,
     /// Class names in label order.
     pub class_names: Vec<String>,
     /// The training settings.
@@ -66,6 +68,20 @@ pub struct ModelFile {
     /// history).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_early: Option<bool>,
+}
+
+impl ModelFile {
+    /// The built-in network of this file, or an error naming `path` when `model` is not a
+    /// [`CrnnConfig`] (another project's architecture: load it with
+    /// [`TrainedModel::load_with`]).
+    pub fn config(&self, path: &Path) -> Result<CrnnConfig> {
+        serde_json::from_value(self.model.clone()).map_err(|e| Error::ModelFile {
+            path: path.to_path_buf(),
+            reason: format!(
+                "model is not one of the built-in architectures ({e}); load it with TrainedModel::load_with and its NetworkSpec"
+            ),
+        })
+    }
 }
 
 /// The resume commit point.
@@ -235,8 +251,8 @@ impl ResumePaths {
 pub struct TrainedModel {
     /// The variables.
     pub vs: nn::VarStore,
-    /// The network.
-    pub model: Crnn2d,
+    /// The network (for a CRNN2D, [`Network::as_crnn2d`] gives the [`Crnn2d`](crate::Crnn2d)).
+    pub model: Box<dyn Network>,
     /// Its `config.json`.
     pub file: ModelFile,
 }
@@ -244,26 +260,52 @@ pub struct TrainedModel {
 impl TrainedModel {
     /// Loads `config.json` and `weights.safetensors` from `dir` onto `device`, with the
     /// device's default [`ConvBackend`](crate::ConvBackend) (change it with
-    /// [`Crnn2d::set_backend`]).
+    /// [`Network::set_backend`]), for any of the built-in architectures (a file without
+    /// `architecture` is a CRNN2D).
     ///
     /// The directory of an unfinished run (killed, interrupted, or still training) loads too:
     /// its weights are the best epoch so far, not a result. [`is_finished`](Self::is_finished)
     /// and [`unfinished_note`](Self::unfinished_note) tell; an application should say so
     /// before it predicts (this workspace's `predict` and `representation` examples do).
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let path = dir.join(CONFIG_FILE);
+        let file: ModelFile = read_json(&path)?;
+        let config = file.config(&path)?;
+        Self::load_from(dir, device, file, &config)
+    }
+
+    /// Loads a model of another project's architecture: `spec` must describe the saved
+    /// network ([`NetworkSpec::matches_json`]), else [`Error::Mismatch`].
+    pub fn load_with(dir: &Path, device: Device, spec: &dyn NetworkSpec) -> Result<Self> {
         let file: ModelFile = read_json(&dir.join(CONFIG_FILE))?;
-        if file.class_names.len() != file.model.n_classes {
+        if !spec.matches_json(&file.model) {
+            return Err(Error::Mismatch {
+                dir: dir.to_path_buf(),
+                what: "model config",
+                detail: format!("saved {} vs given {:?}", file.model, spec.to_json().ok()),
+            });
+        }
+        Self::load_from(dir, device, file, spec)
+    }
+
+    fn load_from(
+        dir: &Path,
+        device: Device,
+        file: ModelFile,
+        spec: &dyn NetworkSpec,
+    ) -> Result<Self> {
+        if file.class_names.len() != spec.n_classes() {
             return Err(Error::ModelFile {
                 path: dir.join(CONFIG_FILE),
                 reason: format!(
                     "{} class names for {} classes",
                     file.class_names.len(),
-                    file.model.n_classes
+                    spec.n_classes()
                 ),
             });
         }
         let mut vs = nn::VarStore::new(device);
-        let model = Crnn2d::new(&vs.root(), &file.model)?;
+        let model = spec.build(&vs.root())?;
         load_variables(&mut vs, &dir.join(WEIGHTS_FILE))?;
         Ok(Self { vs, model, file })
     }

@@ -2,22 +2,37 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::architecture::{CONV2D_GRU_UNITS, CRNN1D_CONVS, SEQUENCE_UNITS, crnn1d_steps};
+use crate::{Architecture, Error, Result};
 
 /// The slice lengths the paper ran, in frames at 31.25 frames/s: 1, 3, 5, 6, 10, 20 and
 /// 29.12 s (`main.py`; 188 only in the album split).
 pub const PAPER_SLICE_FRAMES: [usize; 7] = [32, 94, 157, 188, 313, 628, 911];
 
-/// The CRNN2D architecture (`src/models.py: CRNN2D`). `Default` is the paper's network for
-/// 20 artists and 911-frame slices (`train_model`'s defaults).
+/// A network of the paper's code (`src/models.py`): which [`Architecture`], the input shape
+/// and classes, and the knobs of CRNN2D. `Default` is the paper's CRNN2D for 20 artists and
+/// 911-frame slices (`train_model`'s defaults). It is this crate's built-in
+/// [`NetworkSpec`](crate::NetworkSpec): [`build`](crate::NetworkSpec::build) makes the network.
+///
+/// `n_mels`, `slice_frames`, `n_classes`, `bn_momentum` and `bn_epsilon` apply to every
+/// architecture; `conv_filters`, `pool_sizes`, `gru_units`, `conv_dropout` and
+/// `gru_dropout` are CRNN2D's (the other four have the seed's fixed layer lists).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CrnnConfig {
-    /// Mel bands of the input (the frequency axis). The poolings divide it by 128, so it must
-    /// be >= 128; a multiple of 128 gives a wider GRU input.
+    /// Which network. Absent in `config.json` files of CRNN2D (written before there were
+    /// others, and still now), which read as CRNN2D.
+    ///
+    /// Default: [`Architecture::Crnn2d`] (the paper's).
+    #[serde(default, skip_serializing_if = "is_crnn2d")]
+    pub architecture: Architecture,
+    /// Mel bands of the input (the frequency axis). The 2-D models' frequency poolings divide
+    /// it by 128, so for them it must be a multiple of 128 (a larger multiple gives a wider
+    /// GRU input); CRNN1D and RNN read the bands as features of each frame.
     ///
     /// Default: `128` (paper).
     pub n_mels: usize,
-    /// Frames per input slice (the time axis); >= 16.
+    /// Frames per input slice (the time axis): >= 16 for CRNN2D, 8 for CRNN2DLarger and
+    /// CRNN2DVGG, 36 for CRNN1D, 1 for RNN ([`min_slice_frames`](Self::min_slice_frames)).
     ///
     /// Default: `911` (paper's `train_model` default; `main.py` also runs 628, 313, 157, 94, 32).
     pub slice_frames: usize,
@@ -56,9 +71,14 @@ pub struct CrnnConfig {
     pub bn_epsilon: f64,
 }
 
+fn is_crnn2d(a: &Architecture) -> bool {
+    *a == Architecture::Crnn2d
+}
+
 impl Default for CrnnConfig {
     fn default() -> Self {
         Self {
+            architecture: Architecture::Crnn2d,
             n_mels: 128,
             slice_frames: 911,
             n_classes: 20,
@@ -83,35 +103,112 @@ impl CrnnConfig {
         }
     }
 
-    /// Frequency bins left after the four poolings (1 for 128 mels).
+    /// The seed's `architecture` for `n_classes` classes and `slice_frames`-frame slices,
+    /// 128 mels, Keras's BatchNorm settings.
+    pub fn new(architecture: Architecture, n_classes: usize, slice_frames: usize) -> Self {
+        Self {
+            architecture,
+            ..Self::paper(n_classes, slice_frames)
+        }
+    }
+
+    /// The frequency and time pool of each 2-D block (empty for CRNN1D and RNN).
+    pub(crate) fn pools_2d(&self) -> Vec<(usize, usize)> {
+        match self.architecture {
+            Architecture::Crnn2d => self.pool_sizes.to_vec(),
+            a => a
+                .conv2d_blocks()
+                .map(|b| b.iter().map(|b| b.pool).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Frequency bins left after the 2-D poolings (1 for 128 mels); `n_mels` for CRNN1D and
+    /// RNN, whose recurrent input is the whole frame.
     pub fn frequency_after_pooling(&self) -> usize {
-        self.pool_sizes
+        self.pools_2d()
             .iter()
             .fold(self.n_mels, |f, p| f / p.0.max(1))
     }
 
-    /// GRU sequence length: the time axis after the four poolings (5 for 94 frames).
+    /// Time steps that reach the first recurrent layer (5 for CRNN2D on 94 frames; 0 when the
+    /// slice is too short).
     pub fn sequence_length(&self) -> usize {
-        self.pool_sizes
-            .iter()
-            .fold(self.slice_frames, |t, p| t / p.1.max(1))
+        match self.architecture {
+            Architecture::Crnn1d => crnn1d_steps(self.slice_frames),
+            Architecture::Rnn => self.slice_frames,
+            _ => self
+                .pools_2d()
+                .iter()
+                .fold(self.slice_frames, |t, p| t / p.1.max(1)),
+        }
     }
 
-    /// Shortest slice the poolings accept.
+    /// Shortest slice that leaves a time step.
     pub fn min_slice_frames(&self) -> usize {
-        self.pool_sizes.iter().map(|p| p.1.max(1)).product()
+        match self.architecture {
+            Architecture::Crnn1d => (1..).find(|&f| crnn1d_steps(f) > 0).unwrap_or(usize::MAX),
+            Architecture::Rnn => 1,
+            _ => self.pools_2d().iter().map(|p| p.1.max(1)).product(),
+        }
     }
 
-    /// Features per GRU step: remaining frequency bins x last conv filters.
+    /// Features per step of the first recurrent layer: remaining frequency bins x last conv
+    /// filters for the 2-D models, CRNN1D's last filters, the mel bands for RNN.
     pub fn gru_input_size(&self) -> usize {
-        self.frequency_after_pooling() * self.conv_filters[3]
+        match self.architecture {
+            Architecture::Crnn2d => self.frequency_after_pooling() * self.conv_filters[3],
+            Architecture::Crnn1d => CRNN1D_CONVS[2].0,
+            Architecture::Rnn => self.n_mels,
+            a => {
+                let last = a
+                    .conv2d_blocks()
+                    .and_then(|b| b.last())
+                    .and_then(|b| b.filters.last())
+                    .copied()
+                    .unwrap_or(0);
+                self.frequency_after_pooling() * last
+            }
+        }
     }
 
-    /// Checks every rule; [`Crnn2d::new`](crate::Crnn2d::new) calls it.
+    /// Width of the bottleneck ([`Network::f_embed_t`](crate::Network::f_embed_t)): the last
+    /// recurrent layer's units (32 for the 2-D models, 64 for CRNN1D and RNN).
+    pub fn embedding_size(&self) -> usize {
+        match self.architecture {
+            Architecture::Crnn2d => self.gru_units,
+            Architecture::Crnn2dLarger | Architecture::Crnn2dVgg => CONV2D_GRU_UNITS,
+            Architecture::Crnn1d | Architecture::Rnn => SEQUENCE_UNITS,
+        }
+    }
+
+    /// What shortens the time axis, for [`Error::SliceTooShort`].
+    fn time_rule(&self) -> String {
+        match self.architecture {
+            Architecture::Crnn1d => {
+                "three Conv1D 5 `valid` (4 frames each) and MaxPool1D 2 (halving)".to_string()
+            }
+            Architecture::Rnn => "it reads one step per frame".to_string(),
+            _ => format!(
+                "the time poolings {:?} divide it by {}",
+                self.pools_2d().iter().map(|p| p.1).collect::<Vec<_>>(),
+                self.min_slice_frames()
+            ),
+        }
+    }
+
+    /// Checks every rule; [`Crnn2d::new`](crate::Crnn2d::new) and
+    /// [`NetworkSpec::build`](crate::NetworkSpec::build) call it. A shape the network cannot
+    /// take is refused here, with the rule named: too few frames for its time poolings
+    /// ([`Error::SliceTooShort`]), or, for the 2-D models, mel bands that are not a multiple of
+    /// the product of their frequency pools.
     pub fn validate(&self) -> Result<()> {
         let bad = |field, rule: String| Err(Error::InvalidConfig { field, rule });
         if self.n_classes < 1 {
             return bad("n_classes", "must be >= 1".into());
+        }
+        if self.n_mels < 1 {
+            return bad("n_mels", "must be >= 1".into());
         }
         if self.pool_sizes.iter().any(|p| p.0 == 0 || p.1 == 0) {
             return bad(
@@ -119,18 +216,23 @@ impl CrnnConfig {
                 format!("must be >= 1, got {:?}", self.pool_sizes),
             );
         }
-        if self.frequency_after_pooling() == 0 {
-            let need: usize = self.pool_sizes.iter().map(|p| p.0).product();
+        let pools = self.pools_2d();
+        let need: usize = pools.iter().map(|p| p.0).product();
+        if !pools.is_empty() && (self.n_mels < need || self.n_mels % need != 0) {
             return bad(
                 "n_mels",
                 format!(
-                    "the poolings need at least {need} mel bands, got {}",
+                    "{}'s frequency poolings {:?} need a multiple of {need} mel bands (at least {need}), got {}",
+                    self.architecture,
+                    pools.iter().map(|p| p.0).collect::<Vec<_>>(),
                     self.n_mels
                 ),
             );
         }
         if self.sequence_length() == 0 {
             return Err(Error::SliceTooShort {
+                architecture: self.architecture.to_string(),
+                rule: self.time_rule(),
                 given: self.slice_frames,
                 minimum: self.min_slice_frames(),
             });
@@ -214,6 +316,12 @@ pub struct TrainConfig {
     /// on `val_loss`).
     #[serde(default)]
     pub monitor: Monitor,
+    /// Augmentation of the training batches (validation and test are never augmented);
+    /// absent in `config.json` when off.
+    ///
+    /// Default: none ([`Augment::default`](crate::Augment), the paper's training).
+    #[serde(default, skip_serializing_if = "crate::Augment::is_off")]
+    pub augment: crate::Augment,
 }
 
 /// The validation score that selects the kept epoch and drives early stopping.
@@ -312,6 +420,7 @@ impl Default for TrainConfig {
             seed: 0,
             eval_batch_size: 256,
             monitor: Monitor::ValLoss,
+            augment: crate::Augment::default(),
         }
     }
 }
@@ -342,7 +451,7 @@ impl TrainConfig {
                 "need betas in [0, 1) and epsilon > 0".into(),
             );
         }
-        Ok(())
+        self.augment.validate()
     }
 }
 
@@ -369,7 +478,8 @@ mod tests {
                 err,
                 Error::SliceTooShort {
                     given: 15,
-                    minimum: 16
+                    minimum: 16,
+                    ..
                 }
             ),
             "{err}"
@@ -383,5 +493,67 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(err.to_string().contains("at least 128"), "{err}");
+    }
+
+    #[test]
+    fn every_architecture_names_the_shape_it_refuses() {
+        // CRNN1D on 32 frames has no time steps left.
+        let err = CrnnConfig::new(Architecture::Crnn1d, 20, 32)
+            .validate()
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("crnn1d") && text.contains("at least 36") && text.contains("valid"),
+            "{text}"
+        );
+        assert!(
+            CrnnConfig::new(Architecture::Crnn1d, 20, 36)
+                .validate()
+                .is_ok()
+        );
+        // The 2-D models need n_mels divisible by their frequency pools (2*2*2*4*4 = 128).
+        for a in [
+            Architecture::Crnn2d,
+            Architecture::Crnn2dLarger,
+            Architecture::Crnn2dVgg,
+        ] {
+            let err = CrnnConfig {
+                n_mels: 192,
+                ..CrnnConfig::new(a, 20, 94)
+            }
+            .validate()
+            .unwrap_err();
+            assert!(err.to_string().contains("multiple of 128"), "{a}: {err}");
+            let ok = CrnnConfig {
+                n_mels: 256,
+                ..CrnnConfig::new(a, 20, 94)
+            };
+            ok.validate().unwrap();
+            assert_eq!(ok.frequency_after_pooling(), 2, "{a}");
+        }
+        // The larger 2-D models halve time three times: 8 frames are the least.
+        let err = CrnnConfig::new(Architecture::Crnn2dVgg, 20, 7)
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("at least 8"), "{err}");
+        // RNN takes any length and any band count.
+        let rnn = CrnnConfig {
+            n_mels: 40,
+            ..CrnnConfig::new(Architecture::Rnn, 3, 1)
+        };
+        rnn.validate().unwrap();
+        assert_eq!(rnn.gru_input_size(), 40);
+    }
+
+    #[test]
+    fn crnn2d_files_keep_their_layout() {
+        // A CRNN2D config serialises without `architecture` (files written before the zoo read
+        // the same), the others with it.
+        let v = serde_json::to_value(CrnnConfig::paper(20, 94)).unwrap();
+        assert!(v.get("architecture").is_none());
+        let back: CrnnConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(back.architecture, Architecture::Crnn2d);
+        let v = serde_json::to_value(CrnnConfig::new(Architecture::Rnn, 20, 94)).unwrap();
+        assert_eq!(v["architecture"], "rnn");
     }
 }

@@ -26,6 +26,23 @@ pub trait SliceSource: Sync {
     fn write_slice(&self, index: usize, out: &mut [f32]) -> Result<()>;
     /// Class of slice `index` (ignored by inference).
     fn label(&self, index: usize) -> usize;
+    /// For random crops ([`Augment::crop`](crate::Augment::crop)): how many windows of the
+    /// slice length fit in the song that slice `index` was cut from (`song frames - slice
+    /// frames + 1`). `None` (the default): the source knows no songs, and crops are refused.
+    fn crop_windows(&self, _index: usize) -> Option<usize> {
+        None
+    }
+    /// Writes the window that starts at frame `start` (below
+    /// [`crop_windows`](Self::crop_windows)) of the song of slice `index`, row-major
+    /// `[n_mels, frames]`, into `out`.
+    fn write_crop(&self, index: usize, start: usize, out: &mut [f32]) -> Result<()> {
+        let _ = (start, out);
+        Err(Error::Slice {
+            what: "slice source",
+            index,
+            reason: "this source cannot crop (it knows no songs)".into(),
+        })
+    }
 }
 
 /// A [`SliceSource`] over borrowed 2-D views (zero-copy) and their labels.
@@ -145,7 +162,18 @@ pub(crate) fn for_each_batch(
     source: &dyn SliceSource,
     order: &[usize],
     batch_size: usize,
-    mut consume: impl FnMut(usize, &Batch) -> Result<()>,
+    consume: impl FnMut(usize, &mut Batch) -> Result<()>,
+) -> Result<()> {
+    for_each_batch_cropped(source, order, batch_size, None, consume)
+}
+
+/// [`for_each_batch`], each slice `i` read at its crop start `crops[i]` when given.
+pub(crate) fn for_each_batch_cropped(
+    source: &dyn SliceSource,
+    order: &[usize],
+    batch_size: usize,
+    crops: Option<&[usize]>,
+    mut consume: impl FnMut(usize, &mut Batch) -> Result<()>,
 ) -> Result<()> {
     let (n_mels, frames) = source.slice_shape();
     let per = n_mels * frames;
@@ -156,10 +184,14 @@ pub(crate) fn for_each_batch(
             for chunk in order.chunks(batch_size.max(1)) {
                 let mut data = recycle_rx.try_recv().unwrap_or_default();
                 data.resize(chunk.len() * per, 0.0);
-                let written = chunk
-                    .iter()
-                    .zip(data.chunks_exact_mut(per))
-                    .try_for_each(|(&i, out)| source.write_slice(i, out));
+                let written =
+                    chunk
+                        .iter()
+                        .zip(data.chunks_exact_mut(per))
+                        .try_for_each(|(&i, out)| match crops {
+                            Some(starts) => source.write_crop(i, starts[i], out),
+                            None => source.write_slice(i, out),
+                        });
                 let batch = written.map(|()| Batch {
                     data,
                     labels: chunk.iter().map(|&i| source.label(i) as i64).collect(),
@@ -171,8 +203,8 @@ pub(crate) fn for_each_batch(
             }
         });
         for (i, batch) in rx.iter().enumerate() {
-            let batch = batch?;
-            consume(i, &batch)?;
+            let mut batch = batch?;
+            consume(i, &mut batch)?;
             let _ = recycle_tx.send(batch.data);
         }
         Ok(())

@@ -14,11 +14,16 @@ pub enum Error {
         /// The rule broken, with the value given.
         rule: String,
     },
-    /// Slices too short for the four time poolings.
+    /// Slices too short for the network: its time poolings (and valid convolutions) would
+    /// leave no time step.
     #[error(
-        "slice_frames = {given} is too short: the four (.., 2) time poolings need at least {minimum} frames"
+        "slice_frames = {given} is too short for {architecture}: {rule}, so it needs at least {minimum} frames (fewer leave no time step)"
     )]
     SliceTooShort {
+        /// The network (`crnn2d`, `crnn1d`, ...).
+        architecture: String,
+        /// What shortens the time axis.
+        rule: String,
         /// Frames given.
         given: usize,
         /// The minimum.

@@ -6,7 +6,7 @@ use tch::Device;
 
 use crate::data::{SliceSource, check_source};
 use crate::trainer::ExistingRun;
-use crate::{ConvAlgorithm, ConvBackend, CrnnConfig, Error, ProcessGroup, Result};
+use crate::{ConvAlgorithm, ConvBackend, Error, NetworkSpec, ProcessGroup, Result};
 
 /// What [`Trainer::fit`](crate::Trainer::fit) trains and where: the network, its class names, the data and the
 /// model directory (required, [`FitParams::new`]), and settings with defaults, each set by a
@@ -24,8 +24,9 @@ use crate::{ConvAlgorithm, ConvBackend, CrnnConfig, Error, ProcessGroup, Result}
 /// ```
 #[derive(Clone)]
 pub struct FitParams<'a> {
-    /// The network to build.
-    pub model: &'a CrnnConfig,
+    /// The network to build: a [`CrnnConfig`](crate::CrnnConfig) (any of the five built-in
+    /// architectures) or another project's [`NetworkSpec`].
+    pub model: &'a dyn NetworkSpec,
     /// One name per class, in label order (saved in `config.json`).
     pub class_names: &'a [String],
     /// Training slices.
@@ -76,7 +77,7 @@ pub struct FitParams<'a> {
 impl std::fmt::Debug for FitParams<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FitParams")
-            .field("model", self.model)
+            .field("model", &self.model.to_json().ok())
             .field("class_names", &self.class_names)
             .field("train_slices", &self.train.len())
             .field("val_slices", &self.val.len())
@@ -100,7 +101,7 @@ impl std::fmt::Debug for FitParams<'_> {
 impl<'a> FitParams<'a> {
     /// The required parts; the rest at their defaults.
     pub fn new(
-        model: &'a CrnnConfig,
+        model: &'a dyn NetworkSpec,
         class_names: &'a [String],
         train: &'a dyn SliceSource,
         val: &'a dyn SliceSource,
@@ -164,38 +165,24 @@ impl<'a> FitParams<'a> {
         self
     }
 
-    /// Every rule: a valid network, one class name per class, non-empty sources of the
-    /// network's slice shape with labels below the class count, and a backend that runs on
-    /// the device.
+    /// Every rule: a valid network (a shape it cannot take is refused with the rule named),
+    /// one class name per class, non-empty sources of the network's slice shape with labels
+    /// below the class count, and a backend that runs the network on the device.
     pub fn check(&self) -> Result<()> {
-        let c = self.model;
-        c.validate()?;
-        if self.class_names.len() != c.n_classes {
+        let spec = self.model;
+        spec.validate()?;
+        let ((n_mels, frames), n_classes) = (spec.input_shape(), spec.n_classes());
+        if self.class_names.len() != n_classes {
             return Err(Error::InvalidConfig {
                 field: "class_names",
-                rule: format!(
-                    "{} names for {} classes",
-                    self.class_names.len(),
-                    c.n_classes
-                ),
+                rule: format!("{} names for {n_classes} classes", self.class_names.len()),
             });
         }
-        check_source(
-            "training data",
-            self.train,
-            c.n_mels,
-            c.slice_frames,
-            Some(c.n_classes),
-        )?;
-        check_source(
-            "validation data",
-            self.val,
-            c.n_mels,
-            c.slice_frames,
-            Some(c.n_classes),
-        )?;
+        for (what, source) in [("training data", self.train), ("validation data", self.val)] {
+            check_source(what, source, n_mels, frames, Some(n_classes))?;
+        }
         if let Some(b) = self.backend {
-            b.check(self.device)?;
+            spec.check_backend(b, self.device)?;
         }
         Ok(())
     }

@@ -224,3 +224,81 @@ pub fn to_channels_last(t: &Tensor) -> Tensor {
     out.copy_(t);
     out
 }
+
+/// Keras 2.1.1 LSTM (`implementation=1`, the defaults): gates i, f, c, o in that order in the
+/// kernels; `i, f, o = hard_sigmoid(x W + b + h U)`; `c = f * c_prev + i * tanh(x W_c + b_c +
+/// h U_c)`; `h = o * tanh(c)`; one bias, its forget part initialised to 1
+/// (`unit_forget_bias=True`); zero initial states. 4 x (units x (input + units) + units)
+/// parameters. (tch's and PyTorch's LSTM use the logistic sigmoid and two biases.)
+#[derive(Debug)]
+pub struct KerasLstm {
+    /// Input kernel `[input, 4 units]`, glorot uniform.
+    pub kernel: Tensor,
+    /// Recurrent kernel `[units, 4 units]`, orthogonal.
+    pub recurrent_kernel: Tensor,
+    /// Bias `[4 units]`: zeros, ones for the forget gate.
+    pub bias: Tensor,
+    units: i64,
+}
+
+impl KerasLstm {
+    /// An LSTM of `units` over `input` features under `path`.
+    pub fn new(path: nn::Path<'_>, input: usize, units: usize) -> Self {
+        let (u, u4) = (units as i64, 4 * units as i64);
+        let bias = path.var("bias", &[u4], Init::Const(0.0));
+        tch::no_grad(|| {
+            // unit_forget_bias: the forget gate's bias starts at 1.
+            let _ = bias.narrow(0, u, u).fill_(1.0);
+        });
+        Self {
+            kernel: path.var(
+                "kernel",
+                &[input as i64, u4],
+                glorot_uniform(input, 4 * units),
+            ),
+            recurrent_kernel: path.var(
+                "recurrent_kernel",
+                &[u, u4],
+                Init::Orthogonal { gain: 1.0 },
+            ),
+            bias,
+            units: u,
+        }
+    }
+
+    /// `x` (B, T, input) -> (B, T, units) with `return_sequences`, else the last state
+    /// (B, units); libtorch's errors returned (an input that is not `(B, T, input)`, or of
+    /// another dtype than the kernels).
+    pub fn f_forward(&self, x: &Tensor, return_sequences: bool) -> Result<Tensor, TchError> {
+        let size = x.size();
+        let [b, t, _] = size[..] else {
+            return Err(TchError::Shape(format!(
+                "KerasLstm input must be (batch, time, features), got {size:?}"
+            )));
+        };
+        let n = self.units;
+        let xw = x.f_matmul(&self.kernel)?.f_add(&self.bias)?;
+        let mut h = Tensor::f_zeros([b, n], (x.kind(), x.device()))?;
+        let mut c = h.f_zeros_like()?;
+        let mut outputs = Vec::with_capacity(if return_sequences { t as usize } else { 0 });
+        for s in 0..t {
+            let z = xw
+                .f_select(1, s)?
+                .f_add(&h.f_matmul(&self.recurrent_kernel)?)?;
+            let i = f_hard_sigmoid(&z.f_narrow(1, 0, n)?)?;
+            let f = f_hard_sigmoid(&z.f_narrow(1, n, n)?)?;
+            let candidate = z.f_narrow(1, 2 * n, n)?.f_tanh()?;
+            let o = f_hard_sigmoid(&z.f_narrow(1, 3 * n, n)?)?;
+            c = f.f_mul(&c)?.f_add(&i.f_mul(&candidate)?)?;
+            h = o.f_mul(&c.f_tanh()?)?;
+            if return_sequences {
+                outputs.push(h.shallow_clone());
+            }
+        }
+        if return_sequences {
+            Tensor::f_stack(&outputs, 1)
+        } else {
+            Ok(h)
+        }
+    }
+}

@@ -2,6 +2,8 @@
 #![warn(missing_docs)]
 
 mod adam;
+mod architecture;
+mod augment;
 mod backend;
 mod checkpoint;
 mod config;
@@ -17,15 +19,20 @@ mod fused;
 mod launch;
 mod layers;
 mod model;
+mod network;
 mod predict;
 mod reselect;
 mod run;
 mod step;
+mod summary;
 mod trainer;
 mod tuning;
 mod validation;
+mod zoo;
 
 pub use adam::KerasAdam;
+pub use architecture::Architecture;
+pub use augment::{Augment, Gain, Mixup, SpecAugment, SpecAugmentMasks};
 pub use backend::{CONV_ALGORITHM_ENV, ConvAlgorithm, ConvBackend, LibtorchThreads};
 pub use checkpoint::{
     CONFIG_FILE, EPOCHS_DIR, EpochRecord, HISTORY_FILE, ModelFile, RunStatus, TrainedModel,
@@ -44,17 +51,22 @@ pub use dist_train::distributed_indices;
 pub use error::{Error, Result};
 pub use launch::{Launch, Launcher, first_slurm_host};
 pub use layers::{
-    KerasBatchNorm, KerasGru, f_hard_sigmoid, glorot_uniform, hard_sigmoid, to_channels_last,
+    KerasBatchNorm, KerasGru, KerasLstm, f_hard_sigmoid, glorot_uniform, hard_sigmoid,
+    to_channels_last,
 };
 pub use model::{
-    Crnn2d, f_keras_categorical_crossentropy, keras_categorical_crossentropy, parameter_counts,
+    Crnn2d, f_keras_categorical_crossentropy, f_keras_categorical_crossentropy_soft,
+    keras_categorical_crossentropy, parameter_counts,
 };
+pub use network::{Network, NetworkSpec};
 pub use predict::{embed, predict_proba};
 pub use reselect::{recorded_outcome, replay_monitor, reselect};
 pub use step::{StepOutput, train_step, train_step_distributed};
+pub use summary::{LayerRow, format_keras_summary, keras_summary};
 /// The tch this crate is built on (use its `Device`, `Tensor`, so the versions match).
 pub use tch;
 pub use trainer::{
     Control, ExistingRun, FitParams, Silent, TrainObserver, TrainOutcome, Trainer, evaluate,
 };
 pub use tuning::recycle_large_allocations;
+pub use zoo::{Conv2dNet, Crnn1dNet, RnnNet};

@@ -63,8 +63,19 @@ impl Crnn2d {
     /// [`ConvAlgorithm`] (Winograd) and, on the CPU, the conv kernels stored channels-last.
     /// Reads no environment: an application that honours `CRNN_KERNELS_ISA` or
     /// `CRNN_CONV_ALGORITHM` sets the result of their `from_env` afterwards.
+    /// A config of another [`Architecture`](crate::Architecture) is an error: build those
+    /// with [`NetworkSpec::build`](crate::NetworkSpec::build).
     pub fn new(path: &nn::Path<'_>, config: &CrnnConfig) -> Result<Self> {
         config.validate()?;
+        if config.architecture != crate::Architecture::Crnn2d {
+            return Err(Error::InvalidConfig {
+                field: "architecture",
+                rule: format!(
+                    "Crnn2d builds crnn2d, got {}: build it with NetworkSpec::build",
+                    config.architecture
+                ),
+            });
+        }
         let c = config;
         let bn_in = KerasBatchNorm::new(path / "bn_in", c.n_mels, c.bn_momentum, c.bn_epsilon);
         let (mut conv_kernels, mut conv_biases, mut bns) = (vec![], vec![], vec![]);
@@ -316,7 +327,9 @@ impl Crnn2d {
 
     /// Softmax probabilities (what the Keras model outputs), with errors returned.
     pub fn f_probabilities_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.f_forward_t(xs, train)?.f_softmax(-1, Kind::Float)?)
+        let logits = self.f_forward_t(xs, train)?;
+        let kind = logits.f_kind()?;
+        Ok(logits.f_softmax(-1, kind)?)
     }
 
     /// Softmax probabilities (what the Keras model outputs). Panics where
@@ -362,9 +375,28 @@ pub fn f_keras_categorical_crossentropy(
 ) -> Result<Tensor> {
     let k = probabilities.f_kind()?;
     let onehot = labels.f_one_hot(n_classes)?.f_to_kind(k)?;
+    f_keras_categorical_crossentropy_soft(probabilities, &onehot)
+}
+
+/// Keras `categorical_crossentropy` against soft targets `[batch, n_classes]` (rows summing
+/// to 1, as mixup's): `-sum(y log p)` on the renormalised, clipped probabilities, averaged
+/// over the batch. One-hot targets give [`f_keras_categorical_crossentropy`].
+pub fn f_keras_categorical_crossentropy_soft(
+    probabilities: &Tensor,
+    targets: &Tensor,
+) -> Result<Tensor> {
+    let k = probabilities.f_kind()?;
+    if targets.size() != probabilities.size() {
+        return Err(Error::Shape {
+            what: "soft targets",
+            expected: probabilities.size(),
+            got: targets.size(),
+        });
+    }
     let p = probabilities.f_div(&probabilities.f_sum_dim_intlist(-1, true, k)?)?;
     let p = p.f_clamp(1e-7, 1.0 - 1e-7)?;
-    Ok(onehot
+    Ok(targets
+        .f_to_kind(k)?
         .f_mul(&p.f_log()?)?
         .f_sum_dim_intlist(-1, false, k)?
         .f_mean(k)?

@@ -4,24 +4,24 @@ use ndarray::Array2;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::{SliceSource, batch_tensor, check_source, for_each_batch};
-use crate::{Crnn2d, Error, Result};
+use crate::{Error, Network, Result};
 
 fn run(
-    model: &Crnn2d,
+    model: &dyn Network,
     source: &dyn SliceSource,
     batch_size: usize,
     device: Device,
     width: usize,
     f: impl Fn(&Tensor) -> Result<Tensor>,
 ) -> Result<Array2<f32>> {
-    let c = model.config();
-    check_source("inference data", source, c.n_mels, c.slice_frames, None)?;
+    let (n_mels, frames) = model.input_shape();
+    check_source("inference data", source, n_mels, frames, None)?;
     let order: Vec<usize> = (0..source.len()).collect();
     let mut out = Vec::with_capacity(source.len() * width);
     tch::no_grad(|| {
         for_each_batch(source, &order, batch_size.max(1), |_, batch| {
             let n = batch.labels.len();
-            let xs = batch_tensor(&batch.data, n, c.n_mels, c.slice_frames, device)?;
+            let xs = batch_tensor(&batch.data, n, n_mels, frames, device)?;
             let y = f(&xs)?
                 .f_to_kind(Kind::Float)?
                 .f_to_device(Device::Cpu)?
@@ -41,24 +41,20 @@ fn run(
 /// Softmax probabilities `[n_slices, n_classes]` in eval mode, without gradients, in batches
 /// of `batch_size` (256 is a good default on CPU).
 pub fn predict_proba(
-    model: &Crnn2d,
+    model: &dyn Network,
     source: &dyn SliceSource,
     batch_size: usize,
     device: Device,
 ) -> Result<Array2<f32>> {
-    run(
-        model,
-        source,
-        batch_size,
-        device,
-        model.config().n_classes,
-        |xs| model.f_probabilities_t(xs, false),
-    )
+    run(model, source, batch_size, device, model.n_classes(), |xs| {
+        model.f_probabilities_t(xs, false)
+    })
 }
 
-/// The 32-d bottleneck `[n_slices, gru_units]` in eval mode (what the paper's t-SNE plots).
+/// The bottleneck `[n_slices, embedding_size]` in eval mode (what the paper's t-SNE plots:
+/// 32-d for the 2-D models, 64-d for CRNN1D and RNN).
 pub fn embed(
-    model: &Crnn2d,
+    model: &dyn Network,
     source: &dyn SliceSource,
     batch_size: usize,
     device: Device,
@@ -68,7 +64,7 @@ pub fn embed(
         source,
         batch_size,
         device,
-        model.config().gru_units,
+        model.embedding_size(),
         |xs| model.f_embed_t(xs, false),
     )
 }

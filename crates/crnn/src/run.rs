@@ -15,10 +15,10 @@ use crate::checkpoint::{
     write_json,
 };
 use crate::coord::Ranks;
-use crate::data::{SliceSource, batch_tensor, for_each_batch};
+use crate::data::{SliceSource, batch_tensor, for_each_batch_cropped};
 use crate::trainer::epoch_seed;
 use crate::validation::{ValSums, evaluate_sums};
-use crate::{Crnn2d, Error, FitParams, Monitor, Result, TrainConfig, TrainOutcome, Trainer, step};
+use crate::{Error, FitParams, Monitor, Network, Result, TrainConfig, TrainOutcome, Trainer, step};
 
 /// The monitor's state: the best score so far, its epoch and validation loss, and the epochs
 /// waited since.
@@ -49,7 +49,7 @@ pub(crate) struct Run<'a> {
     paths: ResumePaths,
     file: ModelFile,
     vs: nn::VarStore,
-    model: Crnn2d,
+    model: Box<dyn Network>,
     adam: KerasAdam,
     history: Vec<EpochRecord>,
     best: Best,
@@ -70,7 +70,7 @@ impl<'a> Run<'a> {
         let file = ModelFile {
             format_version: 1,
             crate_version: env!("CARGO_PKG_VERSION").to_string(),
-            model: params.model.clone(),
+            model: params.model.to_json()?,
             class_names: params.class_names.to_vec(),
             train: tc.clone(),
             metadata: params.metadata.clone(),
@@ -81,14 +81,14 @@ impl<'a> Run<'a> {
             stopped_early: None,
         };
         let local = if ranks.is_main() {
-            trainer.open_run(params.dir, params.existing, &file)
+            trainer.open_run(params.dir, params.existing, &file, params.model)
         } else {
             Ok(Default::default())
         };
         let start = ranks.share_start(params.dir, local)?;
         tch::manual_seed(tc.seed as i64);
         let vs = nn::VarStore::new(params.device);
-        let mut model = Crnn2d::new(&vs.root(), params.model)?;
+        let mut model = params.model.build(&vs.root())?;
         if let Some(b) = params.backend {
             model.set_backend(b)?;
         }
@@ -173,8 +173,10 @@ impl<'a> Run<'a> {
     ) -> Result<TrainSums> {
         let t0 = Instant::now();
         let (tc, ranks, epoch, device) = (self.tc, self.ranks, self.epoch, self.device);
-        let c = self.model.config().clone();
+        let (n_mels, frames) = self.model.input_shape();
+        let n_classes = self.model.n_classes();
         let seed = epoch_seed(tc.seed, epoch);
+        let crops = tc.augment.crop_starts(train, seed)?;
         // Each rank its own dropout draws (libtorch's generator and the fused keys).
         tch::manual_seed(ranks.rank_seed(seed) as i64);
         let mut order: Vec<usize> = (0..train.len()).collect();
@@ -187,33 +189,60 @@ impl<'a> Run<'a> {
             seen: 0,
             seconds_from: t0,
         };
-        let (model, adam, dir) = (&self.model, &mut self.adam, self.dir);
-        for_each_batch(train, &order, tc.batch_size, |i, batch| {
-            let n = batch.labels.len();
-            let xs = batch_tensor(&batch.data, n, c.n_mels, c.slice_frames, device)?;
-            let ys = Tensor::f_from_slice(&batch.labels)?.f_to_device(device)?;
-            // Dropout masks of the fused CPU kernels: a function of (seed, epoch, batch).
-            let key = ranks.rank_seed(epoch_seed(seed, i));
-            let out = step::step(model, adam, &xs, &ys, key, ranks)?;
-            if !out.loss.is_finite() {
-                return Err(Error::Diverged {
-                    epoch: epoch + 1,
-                    batch: i + 1,
-                    loss: out.loss,
-                    dir: dir.to_path_buf(),
-                });
-            }
-            sums.loss += out.loss * n as f64;
-            sums.correct += out
-                .probabilities
-                .f_argmax(-1, false)?
-                .f_eq_tensor(&ys)?
-                .f_sum(Kind::Int64)?
-                .f_int64_value(&[])?;
-            sums.seen += n;
-            observer.batch(epoch + 1, i + 1, n_batches);
-            Ok(())
-        })?;
+        let (model, adam, dir) = (&*self.model, &mut self.adam, self.dir);
+        let augment = &tc.augment;
+        let batches = for_each_batch_cropped(
+            train,
+            &order,
+            tc.batch_size,
+            crops.as_deref(),
+            |i, batch| {
+                let n = batch.labels.len();
+                // Dropout masks of the fused CPU kernels and the augmentation's draws: a function
+                // of (seed, epoch, batch, rank).
+                let key = ranks.rank_seed(epoch_seed(seed, i));
+                let targets = if augment.changes_batches() {
+                    let t = augment.apply(
+                        &mut batch.data,
+                        &batch.labels,
+                        (n_mels, frames),
+                        n_classes,
+                        key,
+                    )?;
+                    Tensor::f_from_slice(&t)?
+                        .f_view([n as i64, n_classes as i64])?
+                        .f_to_device(device)?
+                } else {
+                    step::one_hot(
+                        model,
+                        &Tensor::f_from_slice(&batch.labels)?.f_to_device(device)?,
+                    )?
+                };
+                let xs = batch_tensor(&batch.data, n, n_mels, frames, device)?;
+                // Accuracy against the dominant class of each (mixed) target, as Keras.
+                let ys = targets.f_argmax(-1, false)?;
+                let out = step::step(model, adam, &xs, &targets, key, ranks)?;
+                if !out.loss.is_finite() {
+                    return Err(Error::Diverged {
+                        epoch: epoch + 1,
+                        batch: i + 1,
+                        loss: out.loss,
+                        dir: dir.to_path_buf(),
+                    });
+                }
+                sums.loss += out.loss * n as f64;
+                sums.correct += out
+                    .probabilities
+                    .f_argmax(-1, false)?
+                    .f_eq_tensor(&ys)?
+                    .f_sum(Kind::Int64)?
+                    .f_int64_value(&[])?;
+                sums.seen += n;
+                observer.batch(epoch + 1, i + 1, n_batches);
+                Ok(())
+            },
+        );
+        batches?;
         Ok(sums)
     }
 

@@ -105,6 +105,7 @@ impl Trainer {
         dir: &Path,
         existing: ExistingRun,
         file: &ModelFile,
+        spec: &dyn crate::NetworkSpec,
     ) -> Result<Start> {
         let paths = ResumePaths::new(dir);
         let config_path = dir.join(CONFIG_FILE);
@@ -133,8 +134,8 @@ impl Trainer {
         for (what, same, detail) in [
             (
                 "model config",
-                old.model == file.model,
-                format!("{:?} vs {:?}", old.model, file.model),
+                spec.matches_json(&old.model),
+                format!("{} vs {}", old.model, file.model),
             ),
             (
                 "training config",
@@ -171,8 +172,10 @@ impl Trainer {
         })
     }
 
-    /// Trains a [`Crnn2d`](crate::Crnn2d) as `params` say (checked first:
-    /// [`FitParams::check`]), reporting to `observer`. With a [`group`](FitParams::group),
+    /// Trains the network of [`FitParams::model`] (any [`NetworkSpec`](crate::NetworkSpec):
+    /// the five built-in architectures of a [`CrnnConfig`](crate::CrnnConfig), or another
+    /// project's) as `params` say (checked first: [`FitParams::check`]), with the
+    /// augmentation of [`TrainConfig::augment`], reporting to `observer`. With a [`group`](FitParams::group),
     /// every rank of it calls `fit` and they train one model together (the crate README
     /// says how); a rank that fails tells the others ([`Ranks::guard`]).
     ///
@@ -189,6 +192,7 @@ impl Trainer {
         ranks.guard(|| {
             self.config.validate()?;
             params.check()?;
+            self.config.augment.check_source(params.train)?;
             let mut run = Run::start(self, ranks, &params)?;
             while run.wants_another_epoch() {
                 let train = run.train_epoch(params.train, observer)?;

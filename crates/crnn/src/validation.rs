@@ -5,11 +5,11 @@ use tch::{Device, Tensor};
 
 use crate::data::{SliceSource, batch_tensor, check_source, for_each_batch};
 use crate::model::f_keras_categorical_crossentropy;
-use crate::{Crnn2d, Result};
+use crate::{Network, Result};
 
 /// Keras CCE loss and accuracy of `model` on `source` in eval mode.
 pub fn evaluate(
-    model: &Crnn2d,
+    model: &dyn Network,
     source: &dyn SliceSource,
     batch_size: usize,
     device: Device,
@@ -62,30 +62,23 @@ impl ValSums {
 /// Summed Keras CCE loss, count of correct argmaxes and per-class counts over the slices
 /// `order` of `source`.
 pub(crate) fn evaluate_sums(
-    model: &Crnn2d,
+    model: &dyn Network,
     source: &dyn SliceSource,
     order: &[usize],
     batch_size: usize,
     device: Device,
 ) -> Result<ValSums> {
-    let c = model.config();
-    check_source(
-        "evaluation data",
-        source,
-        c.n_mels,
-        c.slice_frames,
-        Some(c.n_classes),
-    )?;
+    let ((n_mels, frames), n_classes) = (model.input_shape(), model.n_classes());
+    check_source("evaluation data", source, n_mels, frames, Some(n_classes))?;
     let (mut loss_sum, mut correct) = (0f64, 0i64);
-    let n_classes = c.n_classes;
     let mut classes = vec![0u64; 3 * n_classes];
     tch::no_grad(|| {
         for_each_batch(source, order, batch_size, |_, batch| {
             let n = batch.labels.len();
-            let xs = batch_tensor(&batch.data, n, c.n_mels, c.slice_frames, device)?;
+            let xs = batch_tensor(&batch.data, n, n_mels, frames, device)?;
             let ys = Tensor::f_from_slice(&batch.labels)?.f_to_device(device)?;
             let probs = model.f_probabilities_t(&xs, false)?;
-            loss_sum += f_keras_categorical_crossentropy(&probs, &ys, c.n_classes as i64)?
+            loss_sum += f_keras_categorical_crossentropy(&probs, &ys, n_classes as i64)?
                 .f_double_value(&[])?
                 * n as f64;
             let predicted =

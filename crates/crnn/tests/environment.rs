@@ -41,5 +41,8 @@ fn bad_environment_values_fail_only_the_explicit_from_env_calls() {
     let outcome = trainer.fit(params, &mut crnn::Silent).unwrap();
     assert_eq!(outcome.history.len(), 1);
     let loaded = crnn::TrainedModel::load(dir.path(), Device::Cpu).unwrap();
-    assert_eq!(loaded.model.conv_algorithm(), ConvAlgorithm::Winograd);
+    assert_eq!(
+        loaded.model.as_crnn2d().unwrap().conv_algorithm(),
+        ConvAlgorithm::Winograd
+    );
 }

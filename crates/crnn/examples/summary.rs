@@ -1,0 +1,53 @@
+//! A Keras-style table of any built-in network for an input shape:
+//! `cargo run --release -p crnn --example summary -- --model NAME --frames F --classes C [--mels M]`
+//!
+//! The rows are what Keras's `model.summary()` shows for the paper's code (`src/models.py`);
+//! the closing `Total params` and `Trainable params` are counted from the variables of the
+//! network built here, and the example fails if they differ from the rows' sum.
+use clap::Parser;
+use crnn::{Architecture, CrnnConfig, NetworkSpec, format_keras_summary, keras_summary};
+
+/// Prints the Keras-style layer table of a network of the paper's code.
+#[derive(Parser, Debug)]
+#[command(name = "summary")]
+struct Args {
+    /// crnn2d, crnn2d-larger, crnn2d-vgg, crnn1d or rnn.
+    #[arg(long, default_value = "crnn2d")]
+    model: String,
+    /// Frames per slice (94 = 3 s).
+    #[arg(long, default_value_t = 94)]
+    frames: usize,
+    /// Output classes.
+    #[arg(long, default_value_t = 20)]
+    classes: usize,
+    /// Mel bands.
+    #[arg(long, default_value_t = 128)]
+    mels: usize,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let config = CrnnConfig {
+        n_mels: args.mels,
+        ..CrnnConfig::new(
+            Architecture::from_name(&args.model)?,
+            args.classes,
+            args.frames,
+        )
+    };
+    let rows = keras_summary(&config)?;
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let _network = config.build(&vs.root())?;
+    let (trainable, all) = crnn::parameter_counts(&vs);
+    let total: usize = rows.iter().map(|r| r.params).sum();
+    let frozen: usize = rows.iter().map(|r| r.non_trainable).sum();
+    if (all, trainable) != (total, total - frozen) {
+        return Err(format!(
+            "the built network has {all} parameters ({trainable} trained), the table {total} ({} trained)",
+            total - frozen
+        )
+        .into());
+    }
+    print!("{}", format_keras_summary(&config, &rows));
+    Ok(())
+}

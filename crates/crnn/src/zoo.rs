@@ -1,0 +1,298 @@
+//! The seed's four other networks, Keras-exact, as libtorch ops on any device:
+//! [`Conv2dNet`] (CRNN2DLarger and CRNN2DVGG), [`Crnn1dNet`] and [`RnnNet`]. Built through
+//! [`NetworkSpec::build`](crate::NetworkSpec::build) of a [`CrnnConfig`].
+
+use tch::nn::Init;
+use tch::{Tensor, nn};
+
+use crate::architecture::{CONV2D_GRU_UNITS, CRNN1D_CONVS, CRNN1D_POOL, SEQUENCE_UNITS};
+use crate::layers::{KerasBatchNorm, KerasGru, KerasLstm, glorot_uniform};
+use crate::network::Network;
+use crate::{CrnnConfig, Error, Result};
+
+/// Keras `Dense(n_classes)`: glorot-uniform kernel `[input, n_classes]`, zero bias.
+#[derive(Debug)]
+struct Dense {
+    kernel: Tensor,
+    bias: Tensor,
+}
+
+impl Dense {
+    fn new(path: nn::Path<'_>, input: usize, classes: usize) -> Self {
+        Self {
+            kernel: path.var(
+                "kernel",
+                &[input as i64, classes as i64],
+                glorot_uniform(input, classes),
+            ),
+            bias: path.var("bias", &[classes as i64], Init::Const(0.0)),
+        }
+    }
+
+    fn f_forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.f_matmul(&self.kernel)?.f_add(&self.bias)?)
+    }
+}
+
+/// Two Keras GRUs (the first returning the sequence, the second its last state) and dropout
+/// on that state: the recurrent end of the conv-recurrent models.
+#[derive(Debug)]
+struct GruPair {
+    gru1: KerasGru,
+    gru2: KerasGru,
+    dropout: f64,
+}
+
+impl GruPair {
+    fn new(path: &nn::Path<'_>, input: usize, units: usize, dropout: f64) -> Self {
+        Self {
+            gru1: KerasGru::new(path / "gru1", input, units),
+            gru2: KerasGru::new(path / "gru2", units, units),
+            dropout,
+        }
+    }
+
+    fn f_forward(&self, seq: &Tensor, train: bool) -> Result<Tensor> {
+        let seq = self.gru1.f_forward(seq, true)?;
+        let last = self.gru2.f_forward(&seq, false)?;
+        Ok(last.f_dropout(self.dropout, train)?)
+    }
+}
+
+/// The input `[batch, 1, n_mels, frames]` as Keras's Permute + Reshape to time reads it:
+/// `[batch, frames, n_mels]`.
+fn frames_as_sequence(xs: &Tensor) -> Result<Tensor> {
+    let s = xs.size();
+    Ok(xs.f_reshape([s[0], s[2], s[3]])?.f_permute([0, 2, 1])?)
+}
+
+/// One Conv2D 3x3 "same" with bias, followed by ELU and BatchNorm over channels.
+#[derive(Debug)]
+struct ConvUnit {
+    kernel: Tensor,
+    bias: Tensor,
+    bn: KerasBatchNorm,
+}
+
+/// CRNN2DLarger and CRNN2DVGG: BatchNorm over the mel axis, blocks of [Conv2D 3x3 -> ELU ->
+/// BatchNorm] x k -> MaxPool -> Dropout 0.1, reshape to time (Keras Permute + Reshape), GRU
+/// 32 (sequence), GRU 32 (last), Dropout (0.3 / 0.2), Dense. Variables `bn_in`,
+/// `conv<i>`/`bn<i>` numbered over all convolutions, `gru1`, `gru2`, `dense`.
+#[derive(Debug)]
+pub struct Conv2dNet {
+    config: CrnnConfig,
+    bn_in: KerasBatchNorm,
+    blocks: Vec<(Vec<ConvUnit>, (usize, usize))>,
+    recurrent: GruPair,
+    dense: Dense,
+}
+
+/// Dropout after each conv block of the 2-D models.
+const CONV_DROPOUT: f64 = 0.1;
+
+impl Conv2dNet {
+    /// The network of `config` (CRNN2DLarger or CRNN2DVGG) under `path`, Keras's
+    /// initialisers (glorot-uniform kernels, orthogonal recurrent kernels, zero biases).
+    pub fn new(path: &nn::Path<'_>, config: &CrnnConfig) -> Result<Self> {
+        config.validate()?;
+        let blocks_spec =
+            config
+                .architecture
+                .conv2d_blocks()
+                .ok_or_else(|| Error::InvalidConfig {
+                    field: "architecture",
+                    rule: format!(
+                        "Conv2dNet builds crnn2d-larger or crnn2d-vgg, got {}",
+                        config.architecture
+                    ),
+                })?;
+        let (m, e) = (config.bn_momentum, config.bn_epsilon);
+        let bn_in = KerasBatchNorm::new(path / "bn_in", config.n_mels, m, e);
+        let (mut cin, mut k) = (1usize, 0usize);
+        let mut blocks = Vec::new();
+        for b in blocks_spec {
+            let mut units = Vec::new();
+            for &cout in b.filters {
+                k += 1;
+                let p = path / format!("conv{k}");
+                units.push(ConvUnit {
+                    kernel: p.var(
+                        "kernel",
+                        &[cout as i64, cin as i64, 3, 3],
+                        glorot_uniform(9 * cin, 9 * cout),
+                    ),
+                    bias: p.var("bias", &[cout as i64], Init::Const(0.0)),
+                    bn: KerasBatchNorm::new(path / format!("bn{k}"), cout, m, e),
+                });
+                cin = cout;
+            }
+            blocks.push((units, b.pool));
+        }
+        Ok(Self {
+            config: config.clone(),
+            bn_in,
+            blocks,
+            recurrent: GruPair::new(
+                path,
+                config.gru_input_size(),
+                CONV2D_GRU_UNITS,
+                config.architecture.bottleneck_dropout(),
+            ),
+            dense: Dense::new(path / "dense", CONV2D_GRU_UNITS, config.n_classes),
+        })
+    }
+}
+
+impl Network for Conv2dNet {
+    fn input_shape(&self) -> (usize, usize) {
+        (self.config.n_mels, self.config.slice_frames)
+    }
+    fn n_classes(&self) -> usize {
+        self.config.n_classes
+    }
+    fn embedding_size(&self) -> usize {
+        CONV2D_GRU_UNITS
+    }
+    fn f_embed_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.check_input(xs)?;
+        let s = xs.size();
+        let (b, f, l) = (s[0], s[2], s[3]);
+        let mut h = self
+            .bn_in
+            .f_forward_t(&xs.f_reshape([b, f, l])?, train)?
+            .f_reshape([b, 1, f, l])?;
+        for (units, (pf, pt)) in &self.blocks {
+            for u in units {
+                h = h
+                    .f_conv2d(&u.kernel, Some(&u.bias), [1, 1], [1, 1], [1, 1], 1)?
+                    .f_elu()?;
+                h = u.bn.f_forward_t(&h, train)?;
+            }
+            let pool = [*pf as i64, *pt as i64];
+            h = h.f_max_pool2d(pool, pool, [0, 0], [1, 1], false)?;
+            h = h.f_dropout(CONV_DROPOUT, train)?;
+        }
+        // (B, C, F', T') -> Keras Permute((2, 1, 3)) + Reshape: (B, T', F' * C), index f * C + c.
+        let s = h.size();
+        let seq = h
+            .f_permute([0, 3, 2, 1])?
+            .f_reshape([b, s[3], s[2] * s[1]])?;
+        self.recurrent.f_forward(&seq, train)
+    }
+    fn f_logits(&self, embedding: &Tensor) -> Result<Tensor> {
+        self.dense.f_forward(embedding)
+    }
+}
+
+/// CRNN1D: the slice as a sequence of mel frames (Keras Permute + Reshape), 3 x [Conv1D 5
+/// `valid` -> ReLU -> MaxPool1D 2] with 64, 128, 128 filters, GRU 64 (sequence), GRU 64
+/// (last), Dense; no BatchNorm, no dropout. Variables `conv1`-`conv3`, `gru1`, `gru2`,
+/// `dense`; Conv1D kernels are stored `[filters, input, width]` (PyTorch's layout of Keras's
+/// `(width, input, filters)`), glorot uniform over Keras's fans.
+#[derive(Debug)]
+pub struct Crnn1dNet {
+    config: CrnnConfig,
+    convs: Vec<(Tensor, Tensor)>,
+    recurrent: GruPair,
+    dense: Dense,
+}
+
+impl Crnn1dNet {
+    /// The network of `config` (CRNN1D) under `path`.
+    pub fn new(path: &nn::Path<'_>, config: &CrnnConfig) -> Result<Self> {
+        config.validate()?;
+        let mut cin = config.n_mels;
+        let mut convs = Vec::new();
+        for (i, &(cout, width)) in CRNN1D_CONVS.iter().enumerate() {
+            let p = path / format!("conv{}", i + 1);
+            convs.push((
+                p.var(
+                    "kernel",
+                    &[cout as i64, cin as i64, width as i64],
+                    glorot_uniform(width * cin, width * cout),
+                ),
+                p.var("bias", &[cout as i64], Init::Const(0.0)),
+            ));
+            cin = cout;
+        }
+        Ok(Self {
+            config: config.clone(),
+            convs,
+            recurrent: GruPair::new(path, cin, SEQUENCE_UNITS, 0.0),
+            dense: Dense::new(path / "dense", SEQUENCE_UNITS, config.n_classes),
+        })
+    }
+}
+
+impl Network for Crnn1dNet {
+    fn input_shape(&self) -> (usize, usize) {
+        (self.config.n_mels, self.config.slice_frames)
+    }
+    fn n_classes(&self) -> usize {
+        self.config.n_classes
+    }
+    fn embedding_size(&self) -> usize {
+        SEQUENCE_UNITS
+    }
+    fn f_embed_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.check_input(xs)?;
+        let s = xs.size();
+        // (B, 1, F, T) is already Conv1D's (batch, channels = mel bands, time).
+        let mut h = xs.f_reshape([s[0], s[2], s[3]])?;
+        let pool = CRNN1D_POOL as i64;
+        for (kernel, bias) in &self.convs {
+            h = h
+                .f_conv1d(kernel, Some(bias), [1], [0], [1], 1)?
+                .f_relu()?
+                .f_max_pool1d([pool], [pool], [0], [1], false)?;
+        }
+        let seq = h.f_permute([0, 2, 1])?;
+        self.recurrent.f_forward(&seq, train)
+    }
+    fn f_logits(&self, embedding: &Tensor) -> Result<Tensor> {
+        self.dense.f_forward(embedding)
+    }
+}
+
+/// RNN: the slice as a sequence of mel frames, LSTM 64 (sequence), LSTM 64 (last), Dense
+/// (Keras 2.1.1 LSTMs, [`KerasLstm`]). Variables `lstm1`, `lstm2`, `dense`.
+#[derive(Debug)]
+pub struct RnnNet {
+    config: CrnnConfig,
+    lstm1: KerasLstm,
+    lstm2: KerasLstm,
+    dense: Dense,
+}
+
+impl RnnNet {
+    /// The network of `config` (RNN) under `path`.
+    pub fn new(path: &nn::Path<'_>, config: &CrnnConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            config: config.clone(),
+            lstm1: KerasLstm::new(path / "lstm1", config.n_mels, SEQUENCE_UNITS),
+            lstm2: KerasLstm::new(path / "lstm2", SEQUENCE_UNITS, SEQUENCE_UNITS),
+            dense: Dense::new(path / "dense", SEQUENCE_UNITS, config.n_classes),
+        })
+    }
+}
+
+impl Network for RnnNet {
+    fn input_shape(&self) -> (usize, usize) {
+        (self.config.n_mels, self.config.slice_frames)
+    }
+    fn n_classes(&self) -> usize {
+        self.config.n_classes
+    }
+    fn embedding_size(&self) -> usize {
+        SEQUENCE_UNITS
+    }
+    fn f_embed_t(&self, xs: &Tensor, _train: bool) -> Result<Tensor> {
+        self.check_input(xs)?;
+        let seq = self.lstm1.f_forward(&frames_as_sequence(xs)?, true)?;
+        Ok(self.lstm2.f_forward(&seq, false)?)
+    }
+    fn f_logits(&self, embedding: &Tensor) -> Result<Tensor> {
+        self.dense.f_forward(embedding)
+    }
+}

@@ -473,7 +473,7 @@ pub fn summarize(
 }
 
 /// `OUT/<split>/<frames>/[<model>/]seed-<seed>[/fold-<fold>]`: the model's folder
-/// ([`variant_name`](crate::experiment::variant_name)) is left out for the paper's plain
+/// ([`variant_name`]) is left out for the paper's plain
 /// CRNN2D, so its paths are those of the experiments before there were other models.
 pub fn run_dir(
     out: &std::path::Path,

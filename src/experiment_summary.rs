@@ -121,7 +121,7 @@ fn test_songs_table(reports: &[RunReport], pooled: &[Pooled]) -> String {
         .map(|r| {
             format!(
                 "| {} | {} | {} | {} | {} |\n",
-                r.split,
+                table_label(&r.split, &r.model),
                 r.slice_frames,
                 r.seed,
                 r.songs.len(),
@@ -132,7 +132,7 @@ fn test_songs_table(reports: &[RunReport], pooled: &[Pooled]) -> String {
     rows.extend(pooled.iter().map(|p| {
         format!(
             "| {} ({} folds) | {} | {} | {} | {} |\n",
-            p.split,
+            table_label(&p.split, &p.model),
             p.folds,
             p.slice_frames,
             p.seed,
@@ -150,7 +150,10 @@ fn test_songs_table(reports: &[RunReport], pooled: &[Pooled]) -> String {
 fn per_artist_table(p: &Pooled) -> String {
     let mut s = format!(
         "### Per artist, song level: {} seed {}, {} frames ({} folds pooled)\n\n| artist | test songs | F1 [95 % interval] |\n|---|---|---|\n",
-        p.split, p.seed, p.slice_frames, p.folds
+        table_label(&p.split, &p.model),
+        p.seed,
+        p.slice_frames,
+        p.folds
     );
     for (artist, a) in &p.evidence.per_artist {
         s += &format!(

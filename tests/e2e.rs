@@ -321,3 +321,68 @@ fn song_kfold_pools_its_folds_and_compares() {
     let err = TestSet::open(&out).unwrap_err();
     assert!(format!("{err:#}").contains("name one"), "{err:#}");
 }
+
+/// `--model` and `--augment`: CRNN1D and RNN, each with every augmentation, through the
+/// whole experiment on the small subset; each gets its own folder, report and summary rows,
+/// records its architecture and augmentation, predicts a file, and a re-run reads both back.
+#[test]
+fn other_models_and_augmentation_run_the_whole_experiment() {
+    crnn::recycle_large_allocations();
+    let dir = tempfile::tempdir().unwrap();
+    let list = common::small_subset(dir.path());
+    let out = dir.path().join("out");
+    let cache = dir.path().join("features.h5");
+    let aug = "crop,specaugment,mixup,gain";
+    let extra = [
+        "--no-tsne",
+        "--bootstrap-resamples",
+        "300",
+        "--model",
+        "crnn1d,rnn",
+        "--augment",
+        aug,
+    ];
+    let first = run(experiment_args(&list, &cache, &out, &extra)).unwrap();
+    assert_eq!((first.runs, first.trained), (2, 2));
+    for model in ["crnn1d", "rnn"] {
+        let variant = format!("{model}+{}", aug.replace(',', "+"));
+        let run_dir = out.join("song/94").join(&variant).join("seed-0");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(report["model"], variant.as_str());
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(run_dir.join("model/config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(config["model"]["architecture"], model);
+        assert_eq!(config["train"]["augment"]["crop"], true);
+        assert!(config["train"]["augment"]["mixup"]["alpha"].is_number());
+        assert!(
+            first
+                .summary_md
+                .contains(&format!("| song {variant} average |"))
+                && first
+                    .summary_md
+                    .contains(&format!("| song {variant} | 94 | 0 |")),
+            "{}",
+            first.summary_md
+        );
+        // The model predicts a file of the corpus.
+        let predictor =
+            artist_crnn::predict::Predictor::load(&run_dir.join("model"), tch::Device::Cpu)
+                .unwrap();
+        let text = std::fs::read_to_string(&list).unwrap();
+        let path = text
+            .lines()
+            .next()
+            .and_then(|l| l.split('\t').next())
+            .unwrap();
+        let p = predictor
+            .predict(Path::new(path), tch::Device::Cpu)
+            .unwrap();
+        assert!(p.slices > 0);
+    }
+    let again = run(experiment_args(&list, &cache, &out, &extra)).unwrap();
+    assert_eq!((again.runs, again.trained, again.read_back), (2, 0, 2));
+}

@@ -218,7 +218,7 @@ impl CrnnConfig {
         }
         let pools = self.pools_2d();
         let need: usize = pools.iter().map(|p| p.0).product();
-        if !pools.is_empty() && (self.n_mels < need || self.n_mels % need != 0) {
+        if !pools.is_empty() && (self.n_mels < need || !self.n_mels.is_multiple_of(need)) {
             return bad(
                 "n_mels",
                 format!(

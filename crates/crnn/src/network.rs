@@ -2,7 +2,7 @@
 //! [`NetworkSpec`] (what builds one and describes it in `config.json`): the seam through
 //! which the five built-in architectures, and any other project's, go.
 
-use tch::{Kind, Tensor, nn};
+use tch::{Tensor, nn};
 
 use crate::{Architecture, ConvAlgorithm, ConvBackend, Crnn2d, CrnnConfig, Error, Result};
 

@@ -71,7 +71,7 @@ impl Rows {
         self.add("MaxPooling2D", shape, 0, 0);
     }
 
-    fn to_time(&mut self) {
+    fn reshape_to_time(&mut self) {
         let (f, t, c) = (self.shape[0], self.shape[1], self.shape[2]);
         self.add("Permute", vec![t, f, c], 0, 0);
         self.add("Reshape", vec![t, f * c], 0, 0);
@@ -117,7 +117,7 @@ pub fn keras_summary(config: &CrnnConfig) -> Result<Vec<LayerRow>> {
     };
     match config.architecture {
         Architecture::Crnn1d => {
-            r.to_time();
+            r.reshape_to_time();
             for &(filters, width) in &CRNN1D_CONVS {
                 let (t, c) = (r.shape[0], r.shape[1]);
                 r.add(
@@ -134,7 +134,7 @@ pub fn keras_summary(config: &CrnnConfig) -> Result<Vec<LayerRow>> {
             r.recurrent("GRU", 3, SEQUENCE_UNITS, false);
         }
         Architecture::Rnn => {
-            r.to_time();
+            r.reshape_to_time();
             r.recurrent("LSTM", 4, SEQUENCE_UNITS, true);
             r.recurrent("LSTM", 4, SEQUENCE_UNITS, false);
         }
@@ -149,7 +149,7 @@ pub fn keras_summary(config: &CrnnConfig) -> Result<Vec<LayerRow>> {
                 r.pool2d(pool);
                 r.keep("Dropout");
             }
-            r.to_time();
+            r.reshape_to_time();
             let units = if a == Architecture::Crnn2d {
                 config.gru_units
             } else {
@@ -212,7 +212,7 @@ fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -74,8 +74,8 @@ struct ConvUnit {
     bn: KerasBatchNorm,
 }
 
-/// CRNN2DLarger and CRNN2DVGG: BatchNorm over the mel axis, blocks of [Conv2D 3x3 -> ELU ->
-/// BatchNorm] x k -> MaxPool -> Dropout 0.1, reshape to time (Keras Permute + Reshape), GRU
+/// CRNN2DLarger and CRNN2DVGG: BatchNorm over the mel axis, blocks of (Conv2D 3x3 -> ELU ->
+/// BatchNorm) x k -> MaxPool -> Dropout 0.1, reshape to time (Keras Permute + Reshape), GRU
 /// 32 (sequence), GRU 32 (last), Dropout (0.3 / 0.2), Dense. Variables `bn_in`,
 /// `conv<i>`/`bn<i>` numbered over all convolutions, `gru1`, `gru2`, `dense`.
 #[derive(Debug)]
@@ -184,8 +184,8 @@ impl Network for Conv2dNet {
     }
 }
 
-/// CRNN1D: the slice as a sequence of mel frames (Keras Permute + Reshape), 3 x [Conv1D 5
-/// `valid` -> ReLU -> MaxPool1D 2] with 64, 128, 128 filters, GRU 64 (sequence), GRU 64
+/// CRNN1D: the slice as a sequence of mel frames (Keras Permute + Reshape), 3 x (Conv1D 5
+/// `valid` -> ReLU -> MaxPool1D 2) with 64, 128, 128 filters, GRU 64 (sequence), GRU 64
 /// (last), Dense; no BatchNorm, no dropout. Variables `conv1`-`conv3`, `gru1`, `gru2`,
 /// `dense`; Conv1D kernels are stored `[filters, input, width]` (PyTorch's layout of Keras's
 /// `(width, input, filters)`), glorot uniform over Keras's fans.

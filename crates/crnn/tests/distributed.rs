@@ -466,3 +466,32 @@ fn a_killed_rank_then_a_relaunched_group_ends_as_the_uninterrupted_run() {
     let history: Vec<[f64; 4]> = serde_json::from_str(&straight).unwrap();
     assert_eq!(history.len(), 3);
 }
+
+/// The other architectures (libtorch ops), one with every augmentation, train as a group of
+/// two ranks: both end with the same history (the ranks agree on every epoch), and the
+/// model directory loads.
+#[test]
+fn every_architecture_trains_data_parallel() {
+    for (model, augment) in [("rnn", "crop,specaugment,mixup,gain"), ("crnn1d", "")] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = vec![
+            ("BACKEND", "libtorch-ops"),
+            ("EPOCHS", "2"),
+            ("RUN", "zoo"),
+            ("MODEL", model),
+        ];
+        if !augment.is_empty() {
+            env.push(("AUGMENT", augment));
+        }
+        assert_all_ok(&launch_group("fit", 2, dir.path(), &env));
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert_eq!(
+            read("zoo.history-rank0.json"),
+            read("zoo.history-rank1.json"),
+            "{model}: ranks' histories"
+        );
+        let loaded = crnn::TrainedModel::load(&dir.path().join("zoo"), Device::Cpu).unwrap();
+        assert!(loaded.is_finished(), "{model}");
+        assert!(loaded.model.as_crnn2d().is_none(), "{model}");
+    }
+}

@@ -149,9 +149,28 @@ fn fit_worker(dir: &Path) {
     } else {
         None
     };
-    let (train, val) = (Toy::new(70), Toy::new(21));
+    // MODEL: another architecture of the zoo (libtorch ops), AUGMENT: its augmentation.
+    let config = match std::env::var("MODEL") {
+        Ok(name) => {
+            let arch = crnn::Architecture::from_name(&name).unwrap();
+            let frames = if arch == crnn::Architecture::Crnn1d {
+                36
+            } else {
+                16
+            };
+            crnn::CrnnConfig::new(arch, 2, frames)
+        }
+        Err(_) => tiny(true),
+    };
+    let (train, val) = (
+        Toy::with_frames(70, config.slice_frames),
+        Toy::with_frames(21, config.slice_frames),
+    );
     let names = vec!["low".to_string(), "high".to_string()];
-    let config = tiny(true);
+    let mut train_config = train_cfg(env_usize("EPOCHS"));
+    if let Ok(list) = std::env::var("AUGMENT") {
+        train_config.augment = crnn::Augment::from_names(&list).unwrap();
+    }
     let model_dir = dir.join(&run);
     let params = FitParams::new(&config, &names, &train, &val, &model_dir)
         .backend(backend_named(&std::env::var("BACKEND").unwrap()))
@@ -161,7 +180,7 @@ fn fit_worker(dir: &Path) {
             ExistingRun::Refuse
         })
         .group(&g);
-    let outcome = Trainer::new(train_cfg(env_usize("EPOCHS")))
+    let outcome = Trainer::new(train_config)
         .fit(params, &mut DieAt(die))
         .unwrap_or_else(|e| panic!("{e}"));
     let history: Vec<[f64; 4]> = outcome

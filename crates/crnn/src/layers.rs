@@ -179,12 +179,7 @@ impl KerasGru {
     /// [`forward`](Self::forward) with libtorch's errors returned (an input that is not
     /// `(B, T, input)`, or of another dtype than the kernels).
     pub fn f_forward(&self, x: &Tensor, return_sequences: bool) -> Result<Tensor, TchError> {
-        let size = x.size();
-        let [b, t, _] = size[..] else {
-            return Err(TchError::Shape(format!(
-                "KerasGru input must be (batch, time, features), got {size:?}"
-            )));
-        };
+        let (b, t) = sequence_dims(x, "KerasGru")?;
         let n = self.units;
         // The input part of all steps at once.
         let xw = x.f_matmul(&self.kernel)?.f_add(&self.bias)?;
@@ -206,11 +201,30 @@ impl KerasGru {
                 outputs.push(h.shallow_clone());
             }
         }
-        if return_sequences {
-            Tensor::f_stack(&outputs, 1)
-        } else {
-            Ok(h)
-        }
+        recurrent_output(&outputs, h, return_sequences)
+    }
+}
+
+/// `(batch, time)` of a recurrent layer's input, which must be `(batch, time, features)`.
+fn sequence_dims(x: &Tensor, layer: &str) -> Result<(i64, i64), TchError> {
+    match x.size()[..] {
+        [b, t, _] => Ok((b, t)),
+        ref size => Err(TchError::Shape(format!(
+            "{layer} input must be (batch, time, features), got {size:?}"
+        ))),
+    }
+}
+
+/// A recurrent layer's output: every step's state stacked on the time axis, or the last.
+fn recurrent_output(
+    outputs: &[Tensor],
+    last: Tensor,
+    return_sequences: bool,
+) -> Result<Tensor, TchError> {
+    if return_sequences {
+        Tensor::f_stack(outputs, 1)
+    } else {
+        Ok(last)
     }
 }
 
@@ -270,12 +284,7 @@ impl KerasLstm {
     /// (B, units); libtorch's errors returned (an input that is not `(B, T, input)`, or of
     /// another dtype than the kernels).
     pub fn f_forward(&self, x: &Tensor, return_sequences: bool) -> Result<Tensor, TchError> {
-        let size = x.size();
-        let [b, t, _] = size[..] else {
-            return Err(TchError::Shape(format!(
-                "KerasLstm input must be (batch, time, features), got {size:?}"
-            )));
-        };
+        let (b, t) = sequence_dims(x, "KerasLstm")?;
         let n = self.units;
         let xw = x.f_matmul(&self.kernel)?.f_add(&self.bias)?;
         let mut h = Tensor::f_zeros([b, n], (x.kind(), x.device()))?;
@@ -295,10 +304,6 @@ impl KerasLstm {
                 outputs.push(h.shallow_clone());
             }
         }
-        if return_sequences {
-            Tensor::f_stack(&outputs, 1)
-        } else {
-            Ok(h)
-        }
+        recurrent_output(&outputs, h, return_sequences)
     }
 }

@@ -69,4 +69,4 @@ pub use trainer::{
     Control, ExistingRun, FitParams, Silent, TrainObserver, TrainOutcome, Trainer, evaluate,
 };
 pub use tuning::recycle_large_allocations;
-pub use zoo::{Conv2dNet, Crnn1dNet, RnnNet};
+pub use zoo::ZooNetwork;

@@ -157,11 +157,7 @@ impl NetworkSpec for CrnnConfig {
     fn build(&self, path: &nn::Path<'_>) -> Result<Box<dyn Network>> {
         Ok(match self.architecture {
             Architecture::Crnn2d => Box::new(Crnn2d::new(path, self)?),
-            Architecture::Crnn2dLarger | Architecture::Crnn2dVgg => {
-                Box::new(crate::zoo::Conv2dNet::new(path, self)?)
-            }
-            Architecture::Crnn1d => Box::new(crate::zoo::Crnn1dNet::new(path, self)?),
-            Architecture::Rnn => Box::new(crate::zoo::RnnNet::new(path, self)?),
+            _ => Box::new(crate::zoo::ZooNetwork::new(path, self)?),
         })
     }
 

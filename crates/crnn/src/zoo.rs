@@ -1,6 +1,6 @@
 //! The seed's four other networks, Keras-exact, as libtorch ops on any device:
-//! [`Conv2dNet`] (CRNN2DLarger and CRNN2DVGG), [`Crnn1dNet`] and [`RnnNet`]. Built through
-//! [`NetworkSpec::build`](crate::NetworkSpec::build) of a [`CrnnConfig`].
+//! [`ZooNetwork`], whose body is a 2-D conv stack (CRNN2DLarger, CRNN2DVGG), CRNN1D's or
+//! RNN's. Built through [`NetworkSpec::build`](crate::NetworkSpec::build) of a [`CrnnConfig`].
 
 use tch::nn::Init;
 use tch::{Tensor, nn};
@@ -8,7 +8,7 @@ use tch::{Tensor, nn};
 use crate::architecture::{CONV2D_GRU_UNITS, CRNN1D_CONVS, CRNN1D_POOL, SEQUENCE_UNITS};
 use crate::layers::{KerasBatchNorm, KerasGru, KerasLstm, glorot_uniform};
 use crate::network::Network;
-use crate::{CrnnConfig, Error, Result};
+use crate::{Architecture, CrnnConfig, Error, Result};
 
 /// Keras `Dense(n_classes)`: glorot-uniform kernel `[input, n_classes]`, zero bias.
 #[derive(Debug)]
@@ -74,38 +74,26 @@ struct ConvUnit {
     bn: KerasBatchNorm,
 }
 
-/// CRNN2DLarger and CRNN2DVGG: BatchNorm over the mel axis, blocks of (Conv2D 3x3 -> ELU ->
-/// BatchNorm) x k -> MaxPool -> Dropout 0.1, reshape to time (Keras Permute + Reshape), GRU
-/// 32 (sequence), GRU 32 (last), Dropout (0.3 / 0.2), Dense. Variables `bn_in`,
-/// `conv<i>`/`bn<i>` numbered over all convolutions, `gru1`, `gru2`, `dense`.
+/// CRNN2DLarger's and CRNN2DVGG's body: BatchNorm over the mel axis, blocks of (Conv2D 3x3
+/// -> ELU -> BatchNorm) x k -> MaxPool -> Dropout 0.1, reshape to time (Keras Permute +
+/// Reshape), GRU 32 (sequence), GRU 32 (last), Dropout (0.3 / 0.2). Variables `bn_in`,
+/// `conv<i>`/`bn<i>` numbered over all convolutions, `gru1`, `gru2`.
 #[derive(Debug)]
-pub struct Conv2dNet {
-    config: CrnnConfig,
+struct Conv2dBody {
     bn_in: KerasBatchNorm,
     blocks: Vec<(Vec<ConvUnit>, (usize, usize))>,
     recurrent: GruPair,
-    dense: Dense,
 }
 
 /// Dropout after each conv block of the 2-D models.
 const CONV_DROPOUT: f64 = 0.1;
 
-impl Conv2dNet {
-    /// The network of `config` (CRNN2DLarger or CRNN2DVGG) under `path`, Keras's
-    /// initialisers (glorot-uniform kernels, orthogonal recurrent kernels, zero biases).
-    pub fn new(path: &nn::Path<'_>, config: &CrnnConfig) -> Result<Self> {
-        config.validate()?;
-        let blocks_spec =
-            config
-                .architecture
-                .conv2d_blocks()
-                .ok_or_else(|| Error::InvalidConfig {
-                    field: "architecture",
-                    rule: format!(
-                        "Conv2dNet builds crnn2d-larger or crnn2d-vgg, got {}",
-                        config.architecture
-                    ),
-                })?;
+impl Conv2dBody {
+    fn new(
+        path: &nn::Path<'_>,
+        config: &CrnnConfig,
+        blocks_spec: &[crate::architecture::Conv2dBlock],
+    ) -> Self {
         let (m, e) = (config.bn_momentum, config.bn_epsilon);
         let bn_in = KerasBatchNorm::new(path / "bn_in", config.n_mels, m, e);
         let (mut cin, mut k) = (1usize, 0usize);
@@ -128,8 +116,7 @@ impl Conv2dNet {
             }
             blocks.push((units, b.pool));
         }
-        Ok(Self {
-            config: config.clone(),
+        Self {
             bn_in,
             blocks,
             recurrent: GruPair::new(
@@ -138,23 +125,10 @@ impl Conv2dNet {
                 CONV2D_GRU_UNITS,
                 config.architecture.bottleneck_dropout(),
             ),
-            dense: Dense::new(path / "dense", CONV2D_GRU_UNITS, config.n_classes),
-        })
+        }
     }
-}
 
-impl Network for Conv2dNet {
-    fn input_shape(&self) -> (usize, usize) {
-        (self.config.n_mels, self.config.slice_frames)
-    }
-    fn n_classes(&self) -> usize {
-        self.config.n_classes
-    }
-    fn embedding_size(&self) -> usize {
-        CONV2D_GRU_UNITS
-    }
-    fn f_embed_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        self.check_input(xs)?;
+    fn embed(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let s = xs.size();
         let (b, f, l) = (s[0], s[2], s[3]);
         let mut h = self
@@ -179,28 +153,21 @@ impl Network for Conv2dNet {
             .f_reshape([b, s[3], s[2] * s[1]])?;
         self.recurrent.f_forward(&seq, train)
     }
-    fn f_logits(&self, embedding: &Tensor) -> Result<Tensor> {
-        self.dense.f_forward(embedding)
-    }
 }
 
-/// CRNN1D: the slice as a sequence of mel frames (Keras Permute + Reshape), 3 x (Conv1D 5
-/// `valid` -> ReLU -> MaxPool1D 2) with 64, 128, 128 filters, GRU 64 (sequence), GRU 64
-/// (last), Dense; no BatchNorm, no dropout. Variables `conv1`-`conv3`, `gru1`, `gru2`,
-/// `dense`; Conv1D kernels are stored `[filters, input, width]` (PyTorch's layout of Keras's
-/// `(width, input, filters)`), glorot uniform over Keras's fans.
+/// CRNN1D's body: the slice as a sequence of mel frames (Keras Permute + Reshape), 3 x
+/// (Conv1D 5 `valid` -> ReLU -> MaxPool1D 2) with 64, 128, 128 filters, GRU 64 (sequence),
+/// GRU 64 (last); no BatchNorm, no dropout. Variables `conv1`-`conv3`, `gru1`, `gru2`; Conv1D
+/// kernels are stored `[filters, input, width]` (PyTorch's layout of Keras's `(width, input,
+/// filters)`), glorot uniform over Keras's fans.
 #[derive(Debug)]
-pub struct Crnn1dNet {
-    config: CrnnConfig,
+struct Crnn1dBody {
     convs: Vec<(Tensor, Tensor)>,
     recurrent: GruPair,
-    dense: Dense,
 }
 
-impl Crnn1dNet {
-    /// The network of `config` (CRNN1D) under `path`.
-    pub fn new(path: &nn::Path<'_>, config: &CrnnConfig) -> Result<Self> {
-        config.validate()?;
+impl Crnn1dBody {
+    fn new(path: &nn::Path<'_>, config: &CrnnConfig) -> Self {
         let mut cin = config.n_mels;
         let mut convs = Vec::new();
         for (i, &(cout, width)) in CRNN1D_CONVS.iter().enumerate() {
@@ -215,27 +182,13 @@ impl Crnn1dNet {
             ));
             cin = cout;
         }
-        Ok(Self {
-            config: config.clone(),
+        Self {
             convs,
             recurrent: GruPair::new(path, cin, SEQUENCE_UNITS, 0.0),
-            dense: Dense::new(path / "dense", SEQUENCE_UNITS, config.n_classes),
-        })
+        }
     }
-}
 
-impl Network for Crnn1dNet {
-    fn input_shape(&self) -> (usize, usize) {
-        (self.config.n_mels, self.config.slice_frames)
-    }
-    fn n_classes(&self) -> usize {
-        self.config.n_classes
-    }
-    fn embedding_size(&self) -> usize {
-        SEQUENCE_UNITS
-    }
-    fn f_embed_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        self.check_input(xs)?;
+    fn embed(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let s = xs.size();
         // (B, 1, F, T) is already Conv1D's (batch, channels = mel bands, time).
         let mut h = xs.f_reshape([s[0], s[2], s[3]])?;
@@ -249,35 +202,81 @@ impl Network for Crnn1dNet {
         let seq = h.f_permute([0, 2, 1])?;
         self.recurrent.f_forward(&seq, train)
     }
-    fn f_logits(&self, embedding: &Tensor) -> Result<Tensor> {
-        self.dense.f_forward(embedding)
+}
+
+/// RNN's body: the slice as a sequence of mel frames, LSTM 64 (sequence), LSTM 64 (last)
+/// (Keras 2.1.1 LSTMs, [`KerasLstm`]). Variables `lstm1`, `lstm2`.
+#[derive(Debug)]
+struct RnnBody {
+    lstm1: KerasLstm,
+    lstm2: KerasLstm,
+}
+
+impl RnnBody {
+    fn new(path: &nn::Path<'_>, config: &CrnnConfig) -> Self {
+        Self {
+            lstm1: KerasLstm::new(path / "lstm1", config.n_mels, SEQUENCE_UNITS),
+            lstm2: KerasLstm::new(path / "lstm2", SEQUENCE_UNITS, SEQUENCE_UNITS),
+        }
+    }
+
+    fn embed(&self, xs: &Tensor) -> Result<Tensor> {
+        let seq = self.lstm1.f_forward(&frames_as_sequence(xs)?, true)?;
+        Ok(self.lstm2.f_forward(&seq, false)?)
     }
 }
 
-/// RNN: the slice as a sequence of mel frames, LSTM 64 (sequence), LSTM 64 (last), Dense
-/// (Keras 2.1.1 LSTMs, [`KerasLstm`]). Variables `lstm1`, `lstm2`, `dense`.
 #[derive(Debug)]
-pub struct RnnNet {
+enum Body {
+    Conv2d(Conv2dBody),
+    Crnn1d(Crnn1dBody),
+    Rnn(RnnBody),
+}
+
+/// One of the seed's four other networks, CRNN2DLarger, CRNN2DVGG, CRNN1D or RNN (the
+/// [`Architecture`] of its config), as libtorch ops on any device: its body (the layers up
+/// to the bottleneck) and a Dense layer `dense` to the classes. Keras's initialisers
+/// (glorot-uniform kernels, orthogonal recurrent kernels, zero biases, LSTM forget bias 1).
+#[derive(Debug)]
+pub struct ZooNetwork {
     config: CrnnConfig,
-    lstm1: KerasLstm,
-    lstm2: KerasLstm,
+    body: Body,
     dense: Dense,
 }
 
-impl RnnNet {
-    /// The network of `config` (RNN) under `path`.
+impl ZooNetwork {
+    /// The network of `config` under `path` (CRNN2D is [`Crnn2d`](crate::Crnn2d), not this).
     pub fn new(path: &nn::Path<'_>, config: &CrnnConfig) -> Result<Self> {
         config.validate()?;
+        let body = match config.architecture {
+            Architecture::Crnn2d => {
+                return Err(Error::InvalidConfig {
+                    field: "architecture",
+                    rule: "crnn2d is built by Crnn2d::new, not ZooNetwork".into(),
+                });
+            }
+            Architecture::Crnn1d => Body::Crnn1d(Crnn1dBody::new(path, config)),
+            Architecture::Rnn => Body::Rnn(RnnBody::new(path, config)),
+            a => Body::Conv2d(Conv2dBody::new(
+                path,
+                config,
+                a.conv2d_blocks().unwrap_or_default(),
+            )),
+        };
         Ok(Self {
+            dense: Dense::new(path / "dense", config.embedding_size(), config.n_classes),
             config: config.clone(),
-            lstm1: KerasLstm::new(path / "lstm1", config.n_mels, SEQUENCE_UNITS),
-            lstm2: KerasLstm::new(path / "lstm2", SEQUENCE_UNITS, SEQUENCE_UNITS),
-            dense: Dense::new(path / "dense", SEQUENCE_UNITS, config.n_classes),
+            body,
         })
+    }
+
+    /// Which of the four it is.
+    pub fn architecture(&self) -> Architecture {
+        self.config.architecture
     }
 }
 
-impl Network for RnnNet {
+impl Network for ZooNetwork {
     fn input_shape(&self) -> (usize, usize) {
         (self.config.n_mels, self.config.slice_frames)
     }
@@ -285,12 +284,15 @@ impl Network for RnnNet {
         self.config.n_classes
     }
     fn embedding_size(&self) -> usize {
-        SEQUENCE_UNITS
+        self.config.embedding_size()
     }
-    fn f_embed_t(&self, xs: &Tensor, _train: bool) -> Result<Tensor> {
+    fn f_embed_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         self.check_input(xs)?;
-        let seq = self.lstm1.f_forward(&frames_as_sequence(xs)?, true)?;
-        Ok(self.lstm2.f_forward(&seq, false)?)
+        match &self.body {
+            Body::Conv2d(b) => b.embed(xs, train),
+            Body::Crnn1d(b) => b.embed(xs, train),
+            Body::Rnn(b) => b.embed(xs),
+        }
     }
     fn f_logits(&self, embedding: &Tensor) -> Result<Tensor> {
         self.dense.f_forward(embedding)

@@ -167,9 +167,16 @@ pub fn keras_summary(config: &CrnnConfig) -> Result<Vec<LayerRow>> {
 /// The table as Keras prints it, ending with the lines `Total params: N` and `Trainable
 /// params: M` (thousands separated by commas, as Keras).
 pub fn format_keras_summary(config: &CrnnConfig, rows: &[LayerRow]) -> String {
-    let rule = |c: char| c.to_string().repeat(65);
+    // Keras's columns, widened where a name would run into the shape.
+    let w = rows
+        .iter()
+        .map(|r| r.name.len() + r.kind.len() + 4)
+        .max()
+        .unwrap_or(0)
+        .max(29);
+    let rule = |c: char| c.to_string().repeat(w + 36);
     let mut out = format!(
-        "Model: \"{}\" ({} mels x {} frames, {} classes)\n{}\n{:<29}{:<26}{}\n{}\n",
+        "Model: \"{}\" ({} mels x {} frames, {} classes)\n{}\n{:<w$}{:<26}{}\n{}\n",
         config.architecture.keras_name(),
         config.n_mels,
         config.slice_frames,
@@ -186,7 +193,7 @@ pub fn format_keras_summary(config: &CrnnConfig, rows: &[LayerRow]) -> String {
             .collect::<Vec<_>>()
             .join(", ");
         out += &format!(
-            "{:<29}{:<26}{}\n{}\n",
+            "{:<w$}{:<26}{}\n{}\n",
             format!("{} ({})", row.name, row.kind),
             format!("({shape})"),
             thousands(row.params),

@@ -258,20 +258,7 @@ impl Augment {
                 got: vec![data.len() as i64],
             });
         }
-        let mut targets = vec![0f32; n * n_classes];
-        for (row, &l) in targets.chunks_exact_mut(n_classes).zip(labels) {
-            match usize::try_from(l).ok().filter(|&l| l < n_classes) {
-                Some(l) => row[l] = 1.0,
-                None => {
-                    return Err(Error::Label {
-                        what: "augmented batch",
-                        label: l.max(0) as usize,
-                        index: 0,
-                        n_classes,
-                    });
-                }
-            }
-        }
+        let mut targets = one_hot(labels, n_classes)?;
         let mut rng = ChaCha8Rng::seed_from_u64(key);
         rng.set_stream(BATCH_STREAM);
         for slice in data.chunks_exact_mut(per) {
@@ -293,6 +280,26 @@ impl Augment {
         }
         Ok(targets)
     }
+}
+
+/// `labels` as one-hot rows of `n_classes`, row-major; a label outside the classes is an
+/// error.
+pub(crate) fn one_hot(labels: &[i64], n_classes: usize) -> Result<Vec<f32>> {
+    let mut targets = vec![0f32; labels.len() * n_classes];
+    for (index, (row, &l)) in targets.chunks_exact_mut(n_classes).zip(labels).enumerate() {
+        match usize::try_from(l).ok().and_then(|l| row.get_mut(l)) {
+            Some(v) => *v = 1.0,
+            None => {
+                return Err(Error::Label {
+                    what: "training batch",
+                    label: l.max(0) as usize,
+                    index,
+                    n_classes,
+                });
+            }
+        }
+    }
+    Ok(targets)
 }
 
 fn bad_crop<T>() -> Result<T> {

@@ -39,6 +39,28 @@ pub(crate) struct TrainSums {
     seconds_from: Instant,
 }
 
+/// The targets `[batch, n_classes]` of a training batch: one-hot, or what the augmentation
+/// made of them (soft under mixup) after augmenting the batch's data in place with the draws
+/// of `key`.
+fn batch_targets(
+    augment: &crate::Augment,
+    batch: &mut crate::data::Batch,
+    shape: (usize, usize),
+    n_classes: usize,
+    key: u64,
+    device: Device,
+) -> Result<Tensor> {
+    let n = batch.labels.len() as i64;
+    let targets = if augment.changes_batches() {
+        augment.apply(&mut batch.data, &batch.labels, shape, n_classes, key)?
+    } else {
+        crate::augment::one_hot(&batch.labels, n_classes)?
+    };
+    Ok(Tensor::f_from_slice(&targets)?
+        .f_view([n, n_classes as i64])?
+        .f_to_device(device)?)
+}
+
 /// A run in progress (see [`Trainer::fit`] for the order of the calls).
 pub(crate) struct Run<'a> {
     tc: &'a TrainConfig,
@@ -201,23 +223,8 @@ impl<'a> Run<'a> {
                 // Dropout masks of the fused CPU kernels and the augmentation's draws: a function
                 // of (seed, epoch, batch, rank).
                 let key = ranks.rank_seed(epoch_seed(seed, i));
-                let targets = if augment.changes_batches() {
-                    let t = augment.apply(
-                        &mut batch.data,
-                        &batch.labels,
-                        (n_mels, frames),
-                        n_classes,
-                        key,
-                    )?;
-                    Tensor::f_from_slice(&t)?
-                        .f_view([n as i64, n_classes as i64])?
-                        .f_to_device(device)?
-                } else {
-                    step::one_hot(
-                        model,
-                        &Tensor::f_from_slice(&batch.labels)?.f_to_device(device)?,
-                    )?
-                };
+                let targets =
+                    batch_targets(augment, batch, (n_mels, frames), n_classes, key, device)?;
                 let xs = batch_tensor(&batch.data, n, n_mels, frames, device)?;
                 // Accuracy against the dominant class of each (mixed) target, as Keras.
                 let ys = targets.f_argmax(-1, false)?;

@@ -52,7 +52,7 @@ pub fn train_step_distributed(
 }
 
 /// Class indices as one-hot float targets `[batch, n_classes]`.
-pub(crate) fn one_hot(model: &dyn Network, labels: &Tensor) -> Result<Tensor> {
+fn one_hot(model: &dyn Network, labels: &Tensor) -> Result<Tensor> {
     Ok(labels
         .f_one_hot(model.n_classes() as i64)?
         .f_to_kind(Kind::Float)?)

@@ -80,8 +80,10 @@ pub enum DistBackendArg {
     Nccl,
 }
 
-/// Trains and evaluates the paper's CRNN2D for each split x slice length x seed and writes
-/// OUT/<split>/<slice_frames>/seed-<seed>/{report.json, model/, *.png} (k-fold splits: one
+/// Trains and evaluates the paper's CRNN2D (or the models of --model, with the augmentation
+/// of --augment) for each split x slice length x seed and writes
+/// OUT/<split>/<slice_frames>/seed-<seed>/{report.json, model/, *.png} (another model:
+/// OUT/<split>/<slice_frames>/<model>/seed-<seed>/; k-fold splits: one
 /// fold-<i>/ folder per fold and pooled.json over all folds), OUT/summary.{md,csv} (every F1
 /// with its 95 % song-level bootstrap interval), OUT/f1_vs_length_<split>.png (two or more
 /// slice lengths) and OUT/tsne.{csv,png}. Finished runs are skipped on a re-run; --resume continues a killed

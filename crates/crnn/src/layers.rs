@@ -205,6 +205,27 @@ impl KerasGru {
     }
 }
 
+/// BatchNorm `bn` over the mel axis of an input `[batch, 1, n_mels, frames]` (Keras
+/// `BatchNormalization(axis=1)` on `(n_mels, frames, 1)`), the first layer of the 2-D models.
+pub(crate) fn f_normalize_mels(
+    bn: &KerasBatchNorm,
+    xs: &Tensor,
+    train: bool,
+) -> Result<Tensor, TchError> {
+    let s = xs.size();
+    let (b, f, l) = (s[0], s[2], s[3]);
+    bn.f_forward_t(&xs.f_reshape([b, f, l])?, train)?
+        .f_reshape([b, 1, f, l])
+}
+
+/// A 2-D conv stack's output `(B, C, F', T')` as the recurrent layers read it: Keras's
+/// Permute((2, 1, 3)) + Reshape, `(B, T', F' * C)` with feature index `f * C + c`.
+pub(crate) fn f_nchw_to_sequence(h: &Tensor) -> Result<Tensor, TchError> {
+    let s = h.size();
+    h.f_permute([0, 3, 2, 1])?
+        .f_reshape([s[0], s[3], s[2] * s[1]])
+}
+
 /// `(batch, time)` of a recurrent layer's input, which must be `(batch, time, features)`.
 fn sequence_dims(x: &Tensor, layer: &str) -> Result<(i64, i64), TchError> {
     match x.size()[..] {

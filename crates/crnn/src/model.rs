@@ -6,7 +6,10 @@ use tch::{Kind, Tensor, nn};
 use crnn_kernels::Plan;
 
 use crate::fused::{self, ConvStack};
-use crate::layers::{KerasBatchNorm, KerasGru, glorot_uniform, to_channels_last};
+use crate::layers::{
+    KerasBatchNorm, KerasGru, f_nchw_to_sequence, f_normalize_mels, glorot_uniform,
+    to_channels_last,
+};
 use crate::{ConvAlgorithm, ConvBackend, CrnnConfig, Error, Result};
 
 /// CRNN2D (`src/models.py`), Keras-exact. Input `[batch, 1, n_mels, slice_frames]` (the NCHW
@@ -293,12 +296,7 @@ impl Crnn2d {
 
     /// The libtorch-op path: every op differentiable by autograd, any device and dtype.
     fn reference_embed(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let size = xs.size();
-        let (b, f, l) = (size[0], size[2], size[3]);
-        let mut h = self
-            .bn_in
-            .f_forward_t(&xs.f_reshape([b, f, l])?, train)?
-            .f_reshape([b, 1, f, l])?;
+        let mut h = f_normalize_mels(&self.bn_in, xs, train)?;
         for i in 0..self.conv_kernels.len() {
             h = h
                 .f_conv2d(
@@ -316,10 +314,7 @@ impl Crnn2d {
             h = h.f_max_pool2d(pool, pool, [0, 0], [1, 1], false)?;
             h = h.f_dropout(self.config.conv_dropout, train)?;
         }
-        // (B, C, F', T') -> Keras Permute((2, 1, 3)) + Reshape: (B, T', F' * C), index f * C + c.
-        let s = h.size();
-        let (c, f2, t2) = (s[1], s[2], s[3]);
-        let seq = h.f_permute([0, 3, 2, 1])?.f_reshape([b, t2, f2 * c])?;
+        let seq = f_nchw_to_sequence(&h)?;
         let seq = self.gru1.f_forward(&seq, true)?;
         let last = self.gru2.f_forward(&seq, false)?;
         Ok(last.f_dropout(self.config.gru_dropout, train)?)

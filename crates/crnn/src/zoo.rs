@@ -6,7 +6,9 @@ use tch::nn::Init;
 use tch::{Tensor, nn};
 
 use crate::architecture::{CONV2D_GRU_UNITS, CRNN1D_CONVS, CRNN1D_POOL, SEQUENCE_UNITS};
-use crate::layers::{KerasBatchNorm, KerasGru, KerasLstm, glorot_uniform};
+use crate::layers::{
+    KerasBatchNorm, KerasGru, KerasLstm, f_nchw_to_sequence, f_normalize_mels, glorot_uniform,
+};
 use crate::network::Network;
 use crate::{Architecture, CrnnConfig, Error, Result};
 
@@ -129,12 +131,7 @@ impl Conv2dBody {
     }
 
     fn embed(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let s = xs.size();
-        let (b, f, l) = (s[0], s[2], s[3]);
-        let mut h = self
-            .bn_in
-            .f_forward_t(&xs.f_reshape([b, f, l])?, train)?
-            .f_reshape([b, 1, f, l])?;
+        let mut h = f_normalize_mels(&self.bn_in, xs, train)?;
         for (units, (pf, pt)) in &self.blocks {
             for u in units {
                 h = h
@@ -146,12 +143,7 @@ impl Conv2dBody {
             h = h.f_max_pool2d(pool, pool, [0, 0], [1, 1], false)?;
             h = h.f_dropout(CONV_DROPOUT, train)?;
         }
-        // (B, C, F', T') -> Keras Permute((2, 1, 3)) + Reshape: (B, T', F' * C), index f * C + c.
-        let s = h.size();
-        let seq = h
-            .f_permute([0, 3, 2, 1])?
-            .f_reshape([b, s[3], s[2] * s[1]])?;
-        self.recurrent.f_forward(&seq, train)
+        self.recurrent.f_forward(&f_nchw_to_sequence(&h)?, train)
     }
 }
 

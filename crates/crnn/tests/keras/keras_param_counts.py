@@ -6,8 +6,8 @@ frames and 20 classes as JSON, the reference of tests/zoo.rs (keras_param_counts
 A model that cannot take a shape (CRNN1D on 32 frames) is recorded as the error Keras raised.
 
 Run (any Keras 3 backend; this file was run with jax):
-    python -m venv /tmp/k && /tmp/k/bin/pip install keras jax
-    KERAS_BACKEND=jax /tmp/k/bin/python keras_param_counts.py > keras_param_counts.json
+    python -m venv .venv-keras && .venv-keras/bin/pip install keras jax
+    KERAS_BACKEND=jax .venv-keras/bin/python keras_param_counts.py > keras_param_counts.json
 """
 import json
 

@@ -58,7 +58,7 @@ pub struct RunSpec<'a> {
     /// Song key.
     pub song_key: SongKey,
     /// The network (its augmentation is `train.augment`).
-    pub architecture: crnn::Architecture,
+    pub model: crnn::ModelChoice,
     /// Training settings (its seed is the run's seed).
     pub train: TrainConfig,
     /// Device.
@@ -236,7 +236,7 @@ fn run_label(spec: &RunSpec<'_>) -> String {
         spec.split.kind.name(),
         crate::run_report::table_label(
             &spec.slice_frames.to_string(),
-            &variant_name(spec.architecture, &spec.train.augment)
+            &variant_name(spec.model, &spec.train.augment)
         ),
         spec.train.seed
     )
@@ -247,10 +247,11 @@ pub fn paper_variant() -> String {
     crnn::Architecture::Crnn2d.name().to_string()
 }
 
-/// A model's name in paths, reports and tables: the architecture, then `+` and each
-/// augmentation (`crnn2d`, `rnn`, `crnn2d+specaugment`, `crnn2d+crop+mixup`).
-pub fn variant_name(architecture: crnn::Architecture, augment: &crnn::Augment) -> String {
-    let mut name = architecture.name().to_string();
+/// A model's name in paths, reports and tables: the model ([`crnn::ModelChoice`]), then `+`
+/// and each augmentation (`crnn2d`, `rnn`, `rnn-bn`, `crnn2d+specaugment`,
+/// `crnn2d+crop+mixup`).
+pub fn variant_name(model: crnn::ModelChoice, augment: &crnn::Augment) -> String {
+    let mut name = model.name();
     for a in augment.names() {
         name.push('+');
         name.push_str(a);
@@ -273,7 +274,7 @@ pub fn train(spec: &RunSpec<'_>, sets: &RunSets<'_>, ranks: crnn::Ranks<'_>) -> 
     };
     let model_config = CrnnConfig {
         n_mels: spec.feature_config.mel.n_mels,
-        ..CrnnConfig::new(spec.architecture, split.classes.len(), spec.slice_frames)
+        ..spec.model.config(split.classes.len(), spec.slice_frames)
     };
     let label = run_label(spec);
     let t0 = Instant::now();
@@ -473,7 +474,7 @@ pub fn evaluate_run(
         slice_f1: Some(evidence.slice_f1),
         per_artist: evidence.per_artist,
         bootstrap: Some(evidence.bootstrap),
-        model: variant_name(spec.architecture, &spec.train.augment),
+        model: variant_name(spec.model, &spec.train.augment),
     };
     Ok((
         report,

@@ -197,7 +197,9 @@ pub struct Args {
     #[arg(long)]
     pub backend: Option<String>,
     /// The networks of the paper's code to run, comma-separated: crnn2d (the paper's),
-    /// crnn2d-larger, crnn2d-vgg (both GPU-sized), crnn1d, rnn. Each runs the whole grid;
+    /// crnn2d-larger, crnn2d-vgg (both GPU-sized), crnn1d, rnn, and crnn1d-bn, rnn-bn (CRNN1D
+    /// and RNN with a BatchNorm over the mel bands first; the seed's have none and read raw
+    /// dB). Each runs the whole grid;
     /// its runs go to OUT/<split>/<frames>/<model>/seed-<seed> (crnn2d without augmentation
     /// keeps OUT/<split>/<frames>/seed-<seed>). Only crnn2d has the fused CPU kernels; the
     /// others run as libtorch ops.

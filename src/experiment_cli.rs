@@ -125,7 +125,7 @@ pub fn launch(args: &Args) -> Result<Launched> {
     backend.check(device)?;
     let (models, _) = models_and_augment(args)?;
     for m in models {
-        if m.has_fused_kernels() {
+        if m.architecture.has_fused_kernels() {
             eprintln!(
                 "{m}: conv backend {backend}, {conv_algorithm} 3x3 convolutions (CPU kernels available: {:?})",
                 crnn::crnn_kernels::Isa::available()
@@ -300,14 +300,14 @@ pub fn run_grid(args: &Args, launched: &Launched, data: &Prepared) -> Result<Gri
     for (kind, folds) in split_kinds(args)? {
         for &seed in &args.seeds {
             let splits = fold_splits(&data.corpus, kind, folds, seed, args.album_fallback)?;
-            for (&frames, &architecture) in args
+            for (&frames, &model_choice) in args
                 .slice_frames
                 .iter()
                 .flat_map(|f| models.iter().map(move |m| (f, m)))
             {
                 let mut fold_reports = Vec::new();
                 let train = train_config(args, seed, &augment);
-                let model = variant_name(architecture, &train.augment);
+                let model = variant_name(model_choice, &train.augment);
                 for split in &splits {
                     let fold = split.kind.fold().map(|(f, _)| f);
                     let dir = run_dir(&args.out, kind.family(), frames, &model, seed, fold);
@@ -319,7 +319,7 @@ pub fn run_grid(args: &Args, launched: &Launched, data: &Prepared) -> Result<Gri
                         slice_frames: frames,
                         slice_mode,
                         song_key: args.song_key,
-                        architecture,
+                        model: model_choice,
                         train: train.clone(),
                         device: launched.device,
                         backend: launched.backend,
@@ -361,15 +361,17 @@ fn bootstrap_params(args: &Args) -> eval::BootstrapParams {
     }
 }
 
-/// The architectures of `--model` and the augmentation of `--augment`, checked.
-pub fn models_and_augment(args: &Args) -> Result<(Vec<crnn::Architecture>, crnn::Augment)> {
+/// The models of `--model` and the augmentation of `--augment`, checked.
+pub fn models_and_augment(args: &Args) -> Result<(Vec<crnn::ModelChoice>, crnn::Augment)> {
     let models = args
         .model
         .iter()
-        .map(|m| crnn::Architecture::from_name(m))
+        .map(|m| crnn::ModelChoice::from_name(m))
         .collect::<crnn::Result<Vec<_>>>()?;
     if models.is_empty() {
-        bail!("--model needs at least one of crnn2d, crnn2d-larger, crnn2d-vgg, crnn1d, rnn");
+        bail!(
+            "--model needs at least one of crnn2d, crnn2d-larger, crnn2d-vgg, crnn1d, rnn, crnn1d-bn, rnn-bn"
+        );
     }
     let augment = crnn::Augment::from_names(&args.augment)?;
     Ok((models, augment))

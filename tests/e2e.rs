@@ -322,8 +322,8 @@ fn song_kfold_pools_its_folds_and_compares() {
     assert!(format!("{err:#}").contains("name one"), "{err:#}");
 }
 
-/// `--model` and `--augment`: CRNN1D and RNN, each with every augmentation, through the
-/// whole experiment on the small subset; each gets its own folder, report and summary rows,
+/// `--model` and `--augment`: CRNN1D with input BatchNorm (`crnn1d-bn`) and RNN, each with
+/// every augmentation, through the whole experiment on the small subset; each gets its own folder, report and summary rows,
 /// records its architecture and augmentation, predicts a file, and a re-run reads both back.
 #[test]
 fn other_models_and_augmentation_run_the_whole_experiment() {
@@ -338,13 +338,13 @@ fn other_models_and_augmentation_run_the_whole_experiment() {
         "--bootstrap-resamples",
         "300",
         "--model",
-        "crnn1d,rnn",
+        "crnn1d-bn,rnn",
         "--augment",
         aug,
     ];
     let first = run(experiment_args(&list, &cache, &out, &extra)).unwrap();
     assert_eq!((first.runs, first.trained), (2, 2));
-    for model in ["crnn1d", "rnn"] {
+    for (model, architecture) in [("crnn1d-bn", "crnn1d"), ("rnn", "rnn")] {
         let variant = format!("{model}+{}", aug.replace(',', "+"));
         let run_dir = out.join("song/94").join(&variant).join("seed-0");
         let report: serde_json::Value =
@@ -355,7 +355,11 @@ fn other_models_and_augmentation_run_the_whole_experiment() {
             &std::fs::read_to_string(run_dir.join("model/config.json")).unwrap(),
         )
         .unwrap();
-        assert_eq!(config["model"]["architecture"], model);
+        assert_eq!(config["model"]["architecture"], architecture);
+        assert_eq!(
+            config["model"].get("input_norm").is_some(),
+            model.ends_with("-bn")
+        );
         assert_eq!(config["train"]["augment"]["crop"], true);
         assert!(config["train"]["augment"]["mixup"]["alpha"].is_number());
         assert!(

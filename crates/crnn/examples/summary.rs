@@ -5,13 +5,14 @@
 //! the closing `Total params` and `Trainable params` are counted from the variables of the
 //! network built here, and the example fails if they differ from the rows' sum.
 use clap::Parser;
-use crnn::{Architecture, CrnnConfig, NetworkSpec, format_keras_summary, keras_summary};
+use crnn::{CrnnConfig, ModelChoice, NetworkSpec, format_keras_summary, keras_summary};
 
 /// Prints the Keras-style layer table of a network of the paper's code.
 #[derive(Parser, Debug)]
 #[command(name = "summary")]
 struct Args {
-    /// crnn2d, crnn2d-larger, crnn2d-vgg, crnn1d or rnn.
+    /// crnn2d, crnn2d-larger, crnn2d-vgg, crnn1d, rnn, crnn1d-bn or rnn-bn (-bn: a BatchNorm
+    /// over the mel bands first).
     #[arg(long, default_value = "crnn2d")]
     model: String,
     /// Frames per slice (94 = 3 s).
@@ -38,11 +39,7 @@ fn main() -> std::process::ExitCode {
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let config = CrnnConfig {
         n_mels: args.mels,
-        ..CrnnConfig::new(
-            Architecture::from_name(&args.model)?,
-            args.classes,
-            args.frames,
-        )
+        ..ModelChoice::from_name(&args.model)?.config(args.classes, args.frames)
     };
     let rows = keras_summary(&config)?;
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);

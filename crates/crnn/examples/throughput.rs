@@ -1,5 +1,5 @@
 //! Quick throughput check outside criterion:
-//! `cargo run --release -p crnn --example throughput -- [--model crnn2d|crnn2d-larger|crnn2d-vgg|crnn1d|rnn] [--frames 94] [--threads 2] [--no-malloc] [--nchw] [--device cuda] [--only infer|train] [--reps 3] [--libtorch-ops] [--isa avx512|avx2|portable] [--conv winograd|direct] [--epoch-slices 10400]`
+//! `cargo run --release -p crnn --example throughput -- [--model crnn2d|crnn2d-larger|crnn2d-vgg|crnn1d|rnn|crnn1d-bn|rnn-bn] [--frames 94] [--threads 2] [--no-malloc] [--nchw] [--device cuda] [--only infer|train] [--reps 3] [--libtorch-ops] [--isa avx512|avx2|portable] [--conv winograd|direct] [--epoch-slices 10400]`
 //!
 //! Besides slices/s it prints the seconds of one training epoch of `--epoch-slices` slices
 //! (default 10,400: the default corpus's song split at 3 s) at the measured speed, which is
@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use crnn::{
-    Architecture, ConvBackend, Crnn2d, CrnnConfig, KerasAdam, Network, NetworkSpec, TrainConfig,
+    Architecture, ConvBackend, Crnn2d, KerasAdam, ModelChoice, Network, NetworkSpec, TrainConfig,
     train_step,
 };
 use tch::{Device, Kind, Tensor, nn};
@@ -40,8 +40,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tch::set_num_threads(threads);
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
-    let arch = Architecture::from_name(arg("--model").as_deref().unwrap_or("crnn2d"))?;
-    let config = CrnnConfig::new(arch, 20, frames as usize);
+    let choice = ModelChoice::from_name(arg("--model").as_deref().unwrap_or("crnn2d"))?;
+    let arch = choice.architecture;
+    let config = choice.config(20, frames as usize);
     let mut model: Box<dyn Network> = if arch == Architecture::Crnn2d {
         let mut m = Crnn2d::new(&vs.root(), &config)?;
         m.set_channels_last(!flag("--nchw") && device == Device::Cpu);

@@ -126,6 +126,12 @@ impl Architecture {
         self == Architecture::Crnn2d
     }
 
+    /// Whether the network starts with a BatchNorm over the mel bands of its own (the three
+    /// 2-D models; CRNN1D and RNN only with [`CrnnConfig::input_norm`](crate::CrnnConfig)).
+    pub fn always_has_input_norm(self) -> bool {
+        !matches!(self, Architecture::Crnn1d | Architecture::Rnn)
+    }
+
     /// The conv blocks of CRNN2DLarger and CRNN2DVGG (`None` for the others; CRNN2D's come
     /// from its config).
     pub(crate) fn conv2d_blocks(self) -> Option<&'static [Conv2dBlock]> {
@@ -153,6 +159,108 @@ impl std::fmt::Display for Architecture {
     }
 }
 
+/// A model as the command line names it: an [`Architecture`] and, for CRNN1D and RNN, whether
+/// a BatchNorm over the mel bands comes first ([`CrnnConfig::input_norm`](crate::CrnnConfig)):
+/// `crnn2d`, `crnn2d-larger`, `crnn2d-vgg`, `crnn1d`, `rnn`, `crnn1d-bn`, `rnn-bn`.
+///
+/// ```
+/// use crnn::{Architecture, ModelChoice};
+/// let m = ModelChoice::from_name("rnn-bn")?;
+/// assert_eq!((m.architecture, m.input_norm), (Architecture::Rnn, true));
+/// assert_eq!(m.config(20, 94).input_norm, true);
+/// assert_eq!(m.to_string(), "rnn-bn");
+/// assert!(ModelChoice::from_name("crnn2d-bn").is_err());
+/// # Ok::<(), crnn::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ModelChoice {
+    /// The network.
+    ///
+    /// Default: [`Architecture::Crnn2d`].
+    pub architecture: Architecture,
+    /// A BatchNorm over the mel bands before CRNN1D or RNN.
+    ///
+    /// Default: `false`.
+    pub input_norm: bool,
+}
+
+/// The suffix of [`ModelChoice`] names with an input BatchNorm.
+const INPUT_NORM_SUFFIX: &str = "-bn";
+
+impl ModelChoice {
+    /// Every valid choice: the five architectures, then CRNN1D and RNN with input BatchNorm.
+    pub fn all() -> Vec<ModelChoice> {
+        let plain = Architecture::ALL.into_iter().map(ModelChoice::from);
+        let normed = Architecture::ALL
+            .into_iter()
+            .filter(|a| !a.always_has_input_norm())
+            .map(|architecture| ModelChoice {
+                architecture,
+                input_norm: true,
+            });
+        plain.chain(normed).collect()
+    }
+
+    /// The name (`crnn1d`, `crnn1d-bn`).
+    pub fn name(self) -> String {
+        let mut name = self.architecture.name().to_string();
+        if self.input_norm {
+            name.push_str(INPUT_NORM_SUFFIX);
+        }
+        name
+    }
+
+    /// The choice called `name` ([`name`](Self::name)'s spelling).
+    pub fn from_name(name: &str) -> Result<Self> {
+        Self::all()
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| Error::InvalidConfig {
+                field: "model",
+                rule: format!(
+                    "unknown model {name:?}: {} (the 2-D models always have their input BatchNorm)",
+                    Self::all()
+                        .iter()
+                        .map(|m| m.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+
+    /// Its seed network for `n_classes` classes and `slice_frames`-frame slices
+    /// ([`CrnnConfig::new`](crate::CrnnConfig::new) with `input_norm` set).
+    pub fn config(self, n_classes: usize, slice_frames: usize) -> crate::CrnnConfig {
+        crate::CrnnConfig {
+            input_norm: self.input_norm,
+            ..crate::CrnnConfig::new(self.architecture, n_classes, slice_frames)
+        }
+    }
+
+    /// The choice a config was built from.
+    pub fn of(config: &crate::CrnnConfig) -> Self {
+        ModelChoice {
+            architecture: config.architecture,
+            input_norm: config.input_norm,
+        }
+    }
+}
+
+impl From<Architecture> for ModelChoice {
+    fn from(architecture: Architecture) -> Self {
+        ModelChoice {
+            architecture,
+            input_norm: false,
+        }
+    }
+}
+
+impl std::fmt::Display for ModelChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
 /// Time steps left by CRNN1D's three `valid` convolutions and poolings of `frames` frames.
 pub(crate) fn crnn1d_steps(frames: usize) -> usize {
     CRNN1D_CONVS.iter().fold(
@@ -177,6 +285,20 @@ mod tests {
             );
         }
         assert!(Architecture::from_name("vgg").is_err());
+    }
+
+    #[test]
+    fn model_choices_round_trip() {
+        let all = ModelChoice::all();
+        assert_eq!(all.len(), 7);
+        for m in all {
+            assert_eq!(ModelChoice::from_name(&m.name()).unwrap(), m);
+            assert_eq!(ModelChoice::of(&m.config(3, 94)), m);
+            m.config(3, 94).validate().unwrap();
+        }
+        for bad in ["crnn2d-bn", "crnn2d-vgg-bn", "rnn-bn-bn", "bn"] {
+            assert!(ModelChoice::from_name(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

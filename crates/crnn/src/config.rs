@@ -69,6 +69,16 @@ pub struct CrnnConfig {
     ///
     /// Default: `1e-3` (Keras 2.1.1).
     pub bn_epsilon: f64,
+    /// CRNN1D and RNN only: a Keras `BatchNormalization` over the mel bands before the first
+    /// layer (`bn_in`, as the 2-D models have; 4 x `n_mels` parameters, half trainable). The
+    /// seed's CRNN1D and RNN read the raw dB values (about -80 to +40), which saturate their
+    /// first layer; this is the sane choice, named `crnn1d-bn` and `rnn-bn`
+    /// ([`ModelChoice`](crate::ModelChoice)). Refused for the 2-D models, which always have it.
+    /// Absent in `config.json` when `false`.
+    ///
+    /// Default: `false` (the seed's CRNN1D and RNN).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub input_norm: bool,
 }
 
 fn is_crnn2d(a: &Architecture) -> bool {
@@ -89,6 +99,7 @@ impl Default for CrnnConfig {
             gru_dropout: 0.3,
             bn_momentum: 0.99,
             bn_epsilon: 1e-3,
+            input_norm: false,
         }
     }
 }
@@ -226,6 +237,16 @@ impl CrnnConfig {
                     self.architecture,
                     pools.iter().map(|p| p.0).collect::<Vec<_>>(),
                     self.n_mels
+                ),
+            );
+        }
+        if self.input_norm && self.architecture.always_has_input_norm() {
+            return bad(
+                "input_norm",
+                format!(
+                    "{} always normalises its input (BatchNorm over the mel bands); input_norm \
+                     adds one to crnn1d and rnn only",
+                    self.architecture
                 ),
             );
         }

@@ -31,7 +31,7 @@ mod validation;
 mod zoo;
 
 pub use adam::KerasAdam;
-pub use architecture::Architecture;
+pub use architecture::{Architecture, ModelChoice};
 pub use augment::{Augment, Gain, Mixup, SpecAugment, SpecAugmentMasks};
 pub use backend::{CONV_ALGORITHM_ENV, ConvAlgorithm, ConvBackend, LibtorchThreads};
 pub use checkpoint::{

@@ -115,6 +115,9 @@ pub fn keras_summary(config: &CrnnConfig) -> Result<Vec<LayerRow>> {
             .map(|b| b.iter().map(|b| (b.filters.to_vec(), b.pool)).collect())
             .unwrap_or_default(),
     };
+    if config.input_norm {
+        r.batch_norm(0);
+    }
     match config.architecture {
         Architecture::Crnn1d => {
             r.reshape_to_time();

@@ -149,7 +149,7 @@ impl Conv2dBody {
 
 /// CRNN1D's body: the slice as a sequence of mel frames (Keras Permute + Reshape), 3 x
 /// (Conv1D 5 `valid` -> ReLU -> MaxPool1D 2) with 64, 128, 128 filters, GRU 64 (sequence),
-/// GRU 64 (last); no BatchNorm, no dropout. Variables `conv1`-`conv3`, `gru1`, `gru2`; Conv1D
+/// GRU 64 (last); no BatchNorm (unless `input_norm` puts one before it), no dropout. Variables `conv1`-`conv3`, `gru1`, `gru2`; Conv1D
 /// kernels are stored `[filters, input, width]` (PyTorch's layout of Keras's `(width, input,
 /// filters)`), glorot uniform over Keras's fans.
 #[derive(Debug)]
@@ -232,6 +232,9 @@ enum Body {
 #[derive(Debug)]
 pub struct ZooNetwork {
     config: CrnnConfig,
+    /// CRNN1D's and RNN's BatchNorm over the mel bands when `config.input_norm` (the 2-D
+    /// bodies have their own).
+    bn_in: Option<KerasBatchNorm>,
     body: Body,
     dense: Dense,
 }
@@ -240,6 +243,14 @@ impl ZooNetwork {
     /// The network of `config` under `path` (CRNN2D is [`Crnn2d`](crate::Crnn2d), not this).
     pub fn new(path: &nn::Path<'_>, config: &CrnnConfig) -> Result<Self> {
         config.validate()?;
+        let bn_in = config.input_norm.then(|| {
+            KerasBatchNorm::new(
+                path / "bn_in",
+                config.n_mels,
+                config.bn_momentum,
+                config.bn_epsilon,
+            )
+        });
         let body = match config.architecture {
             Architecture::Crnn2d => {
                 return Err(Error::InvalidConfig {
@@ -258,6 +269,7 @@ impl ZooNetwork {
         Ok(Self {
             dense: Dense::new(path / "dense", config.embedding_size(), config.n_classes),
             config: config.clone(),
+            bn_in,
             body,
         })
     }
@@ -280,6 +292,14 @@ impl Network for ZooNetwork {
     }
     fn f_embed_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         self.check_input(xs)?;
+        let normed;
+        let xs = match &self.bn_in {
+            Some(bn) => {
+                normed = f_normalize_mels(bn, xs, train)?;
+                &normed
+            }
+            None => xs,
+        };
         match &self.body {
             Body::Conv2d(b) => b.embed(xs, train),
             Body::Crnn1d(b) => b.embed(xs, train),

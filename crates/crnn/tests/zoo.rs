@@ -9,8 +9,9 @@ mod common;
 use common::Toy;
 
 use crnn::{
-    Architecture, ConvBackend, CrnnConfig, FitParams, KerasAdam, Network, NetworkSpec, Silent,
-    TrainConfig, TrainedModel, Trainer, keras_summary, parameter_counts, predict_proba, train_step,
+    Architecture, ConvBackend, CrnnConfig, FitParams, KerasAdam, ModelChoice, Network, NetworkSpec,
+    Silent, TrainConfig, TrainedModel, Trainer, keras_summary, parameter_counts, predict_proba,
+    train_step,
 };
 use tch::{Device, Kind, Tensor, nn};
 
@@ -67,6 +68,39 @@ fn parameter_counts_equal_keras_for_every_model_and_length() {
         }
     }
     assert_eq!(checked, 19);
+}
+
+/// CRNN1D and RNN with `input_norm` (`crnn1d-bn`, `rnn-bn`) have Keras's count of the seed's
+/// model plus one `BatchNormalization` over 128 mel bands: 4 x 128 parameters, of which the
+/// 256 moving statistics are not trained (Keras's rule, which the 2-D models' `bn_in` already
+/// meets in the test above).
+#[test]
+fn input_norm_adds_one_keras_batchnorm_over_the_mels() {
+    let reference = json("keras_param_counts.json");
+    for m in ModelChoice::all().into_iter().filter(|m| m.input_norm) {
+        for frames in [94usize, 313] {
+            let want = &reference["models"][m.architecture.name()][frames.to_string()];
+            let config = m.config(20, frames);
+            let vs = nn::VarStore::new(Device::Cpu);
+            let _net = config.build(&vs.root()).unwrap();
+            let counts = parameter_counts(&vs);
+            let keras = (
+                want["trainable"].as_u64().unwrap() as usize + 2 * 128,
+                want["total"].as_u64().unwrap() as usize + 4 * 128,
+            );
+            assert_eq!(counts, keras, "{m} at {frames} frames");
+            let rows = keras_summary(&config).unwrap();
+            assert_eq!(rows[0].kind, "BatchNormalization", "{m}");
+            assert_eq!(rows.iter().map(|r| r.params).sum::<usize>(), keras.1);
+        }
+    }
+    let err = CrnnConfig {
+        input_norm: true,
+        ..CrnnConfig::new(Architecture::Crnn2dVgg, 20, 94)
+    }
+    .validate()
+    .unwrap_err();
+    assert!(err.to_string().contains("input_norm"), "{err}");
 }
 
 /// Sets every variable of a CRNN1D or RNN built in float64 to the closed formula of
@@ -179,13 +213,13 @@ fn crnn1d_and_rnn_match_a_numpy_transcription_of_keras() {
 }
 
 /// The smallest input each model takes (tiny shapes for the gradient and training tests).
-fn tiny(arch: Architecture, classes: usize) -> CrnnConfig {
-    let frames = match arch {
+fn tiny(m: ModelChoice, classes: usize) -> CrnnConfig {
+    let frames = match m.architecture {
         Architecture::Crnn1d => 36,
         Architecture::Rnn => 4,
         _ => 16,
     };
-    CrnnConfig::new(arch, classes, frames)
+    m.config(classes, frames)
 }
 
 fn batch(config: &CrnnConfig, n: i64, kind: Kind) -> (Tensor, Tensor) {
@@ -212,7 +246,7 @@ fn seeded_loss(net: &dyn Network, xs: &Tensor, ys: &Tensor, classes: i64) -> Ten
 #[test]
 fn gradients_of_every_model_match_finite_differences() {
     let _g = lock();
-    for arch in Architecture::ALL {
+    for arch in ModelChoice::all() {
         let config = tiny(arch, 3);
         let mut vs = nn::VarStore::new(Device::Cpu);
         let net = config.build(&vs.root()).unwrap();
@@ -264,7 +298,7 @@ fn gradients_of_every_model_match_finite_differences() {
 #[test]
 fn a_few_training_steps_lower_the_loss_of_every_model() {
     let _g = lock();
-    for arch in Architecture::ALL {
+    for arch in ModelChoice::all() {
         let config = tiny(arch, 3);
         tch::manual_seed(1);
         let vs = nn::VarStore::new(Device::Cpu);
@@ -287,8 +321,9 @@ fn a_few_training_steps_lower_the_loss_of_every_model() {
 fn every_model_trains_saves_loads_and_predicts() {
     let _g = lock();
     let names = vec!["low".to_string(), "high".to_string()];
-    for arch in Architecture::ALL {
-        let config = CrnnConfig::new(arch, 2, tiny(arch, 2).slice_frames.max(16));
+    for choice in ModelChoice::all() {
+        let arch = choice.architecture;
+        let config = choice.config(2, tiny(choice, 2).slice_frames.max(16));
         let frames = config.slice_frames;
         let (train, val) = (Toy::with_frames(16, frames), Toy::with_frames(8, frames));
         let dir = tempfile::tempdir().unwrap();
@@ -320,6 +355,11 @@ fn every_model_trains_saves_loads_and_predicts() {
         let recorded = saved["model"].get("architecture").and_then(|a| a.as_str());
         let expected = (arch != Architecture::Crnn2d).then_some(arch.name());
         assert_eq!(recorded, expected, "{arch}");
+        assert_eq!(
+            saved["model"].get("input_norm").and_then(|b| b.as_bool()),
+            choice.input_norm.then_some(true),
+            "{choice}"
+        );
         let loaded = TrainedModel::load(&model_dir, Device::Cpu).unwrap();
         let again = TrainedModel::load(&model_dir, Device::Cpu).unwrap();
         assert_eq!(loaded.model.input_shape(), (128, frames));

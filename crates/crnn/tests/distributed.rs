@@ -467,12 +467,13 @@ fn a_killed_rank_then_a_relaunched_group_ends_as_the_uninterrupted_run() {
     assert_eq!(history.len(), 3);
 }
 
-/// The other architectures (libtorch ops), one with every augmentation, train as a group of
-/// two ranks: both end with the same history (the ranks agree on every epoch), and the
-/// model directory loads.
+/// The other architectures (libtorch ops), RNN with every augmentation and CRNN1D with its
+/// input BatchNorm (whose moving statistics rank 0 gives every rank before validation), train
+/// as a group of two ranks: both end with the same history (the ranks agree on every epoch),
+/// and the model directory loads.
 #[test]
 fn every_architecture_trains_data_parallel() {
-    for (model, augment) in [("rnn", "crop,specaugment,mixup,gain"), ("crnn1d", "")] {
+    for (model, augment) in [("rnn", "crop,specaugment,mixup,gain"), ("crnn1d-bn", "")] {
         let dir = tempfile::tempdir().unwrap();
         let mut env = vec![
             ("BACKEND", "libtorch-ops"),
@@ -493,5 +494,11 @@ fn every_architecture_trains_data_parallel() {
         let loaded = crnn::TrainedModel::load(&dir.path().join("zoo"), Device::Cpu).unwrap();
         assert!(loaded.is_finished(), "{model}");
         assert!(loaded.model.as_crnn2d().is_none(), "{model}");
+        let config = read("zoo/config.json");
+        assert_eq!(
+            config.contains("\"input_norm\": true"),
+            model.ends_with("-bn"),
+            "{model}: {config}"
+        );
     }
 }

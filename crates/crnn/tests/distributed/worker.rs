@@ -149,16 +149,17 @@ fn fit_worker(dir: &Path) {
     } else {
         None
     };
-    // MODEL: another architecture of the zoo (libtorch ops), AUGMENT: its augmentation.
+    // MODEL: another model of the zoo (libtorch ops; a crnn::ModelChoice name), AUGMENT: its
+    // augmentation.
     let config = match std::env::var("MODEL") {
         Ok(name) => {
-            let arch = crnn::Architecture::from_name(&name).unwrap();
-            let frames = if arch == crnn::Architecture::Crnn1d {
+            let choice = crnn::ModelChoice::from_name(&name).unwrap();
+            let frames = if choice.architecture == crnn::Architecture::Crnn1d {
                 36
             } else {
                 16
             };
-            crnn::CrnnConfig::new(arch, 2, frames)
+            choice.config(2, frames)
         }
         Err(_) => tiny(true),
     };

@@ -67,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let (params, all) = crnn::parameter_counts(&vs);
     eprintln!(
-        "{arch} ({params} trained of {all} parameters): backend {}{}, CPU kernels available: {:?}",
+        "{choice} ({params} trained of {all} parameters): backend {}{}, CPU kernels available: {:?}",
         model.backend(),
         match model.as_crnn2d() {
             Some(m) => format!(" ({} 3x3 convolutions)", m.conv_algorithm()),
@@ -95,7 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if only == "infer" {
         infer(1)?;
         println!(
-            "{arch}, {frames} frames, {threads} threads, {device:?}: inference {:.1} slices/s",
+            "{choice}, {frames} frames, {threads} threads, {device:?}: inference {:.1} slices/s",
             infer(reps)?
         );
         return Ok(());
@@ -122,14 +122,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let train = 16.0 * train_reps as f64 / t.elapsed().as_secs_f64();
     if only == "train" {
         println!(
-            "{arch}, {frames} frames, {threads} threads, {device:?}: train {train:.1} slices/s, {:.0} s per epoch of {epoch_slices} slices",
+            "{choice}, {frames} frames, {threads} threads, {device:?}: train {train:.1} slices/s, {:.0} s per epoch of {epoch_slices} slices",
             epoch_slices / train
         );
         return Ok(());
     }
     let after = infer(3)?;
     println!(
-        "{arch}, {frames} frames, {threads} threads, {device:?}: train {train:.1} slices/s ({:.0} s per epoch of {epoch_slices} slices), inference {fresh:.1} (fresh) / {after:.1} (after training) slices/s",
+        "{choice}, {frames} frames, {threads} threads, {device:?}: train {train:.1} slices/s ({:.0} s per epoch of {epoch_slices} slices), inference {fresh:.1} (fresh) / {after:.1} (after training) slices/s",
         epoch_slices / train
     );
     Ok(())

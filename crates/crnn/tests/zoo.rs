@@ -36,6 +36,8 @@ fn json(name: &str) -> serde_json::Value {
 /// classes. Where Keras refused the shape, so does the config.
 #[test]
 fn parameter_counts_equal_keras_for_every_model_and_length() {
+    // Building draws from libtorch's global generator: not while another test reseeds it.
+    let _g = lock();
     let reference = json("keras_param_counts.json");
     let mut checked = 0;
     for arch in Architecture::ALL {
@@ -76,6 +78,7 @@ fn parameter_counts_equal_keras_for_every_model_and_length() {
 /// meets in the test above).
 #[test]
 fn input_norm_adds_one_keras_batchnorm_over_the_mels() {
+    let _g = lock();
     let reference = json("keras_param_counts.json");
     for m in ModelChoice::all().into_iter().filter(|m| m.input_norm) {
         for frames in [94usize, 313] {

@@ -123,6 +123,12 @@ impl CrnnConfig {
         }
     }
 
+    /// Whether the network starts with a BatchNorm over the mel bands: the 2-D models always,
+    /// CRNN1D and RNN when [`input_norm`](Self::input_norm).
+    pub fn has_input_norm(&self) -> bool {
+        self.input_norm || self.architecture.always_has_input_norm()
+    }
+
     /// The frequency and time pool of each 2-D block (empty for CRNN1D and RNN).
     pub(crate) fn pools_2d(&self) -> Vec<(usize, usize)> {
         match self.architecture {

@@ -115,7 +115,7 @@ pub fn keras_summary(config: &CrnnConfig) -> Result<Vec<LayerRow>> {
             .map(|b| b.iter().map(|b| (b.filters.to_vec(), b.pool)).collect())
             .unwrap_or_default(),
     };
-    if config.input_norm {
+    if config.has_input_norm() {
         r.batch_norm(0);
     }
     match config.architecture {
@@ -142,7 +142,6 @@ pub fn keras_summary(config: &CrnnConfig) -> Result<Vec<LayerRow>> {
             r.recurrent("LSTM", 4, SEQUENCE_UNITS, false);
         }
         a => {
-            r.batch_norm(0);
             for (filters, pool) in blocks {
                 for f in filters {
                     r.conv2d(f);

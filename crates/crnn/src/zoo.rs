@@ -76,13 +76,12 @@ struct ConvUnit {
     bn: KerasBatchNorm,
 }
 
-/// CRNN2DLarger's and CRNN2DVGG's body: BatchNorm over the mel axis, blocks of (Conv2D 3x3
-/// -> ELU -> BatchNorm) x k -> MaxPool -> Dropout 0.1, reshape to time (Keras Permute +
-/// Reshape), GRU 32 (sequence), GRU 32 (last), Dropout (0.3 / 0.2). Variables `bn_in`,
-/// `conv<i>`/`bn<i>` numbered over all convolutions, `gru1`, `gru2`.
+/// CRNN2DLarger's and CRNN2DVGG's body after their input BatchNorm ([`ZooNetwork`]'s
+/// `bn_in`): blocks of (Conv2D 3x3 -> ELU -> BatchNorm) x k -> MaxPool -> Dropout 0.1, reshape
+/// to time (Keras Permute + Reshape), GRU 32 (sequence), GRU 32 (last), Dropout (0.3 / 0.2).
+/// Variables `conv<i>`/`bn<i>` numbered over all convolutions, `gru1`, `gru2`.
 #[derive(Debug)]
 struct Conv2dBody {
-    bn_in: KerasBatchNorm,
     blocks: Vec<(Vec<ConvUnit>, (usize, usize))>,
     recurrent: GruPair,
 }
@@ -97,7 +96,6 @@ impl Conv2dBody {
         blocks_spec: &[crate::architecture::Conv2dBlock],
     ) -> Self {
         let (m, e) = (config.bn_momentum, config.bn_epsilon);
-        let bn_in = KerasBatchNorm::new(path / "bn_in", config.n_mels, m, e);
         let (mut cin, mut k) = (1usize, 0usize);
         let mut blocks = Vec::new();
         for b in blocks_spec {
@@ -119,7 +117,6 @@ impl Conv2dBody {
             blocks.push((units, b.pool));
         }
         Self {
-            bn_in,
             blocks,
             recurrent: GruPair::new(
                 path,
@@ -131,7 +128,7 @@ impl Conv2dBody {
     }
 
     fn embed(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let mut h = f_normalize_mels(&self.bn_in, xs, train)?;
+        let mut h = xs.shallow_clone();
         for (units, (pf, pt)) in &self.blocks {
             for u in units {
                 h = h
@@ -149,8 +146,8 @@ impl Conv2dBody {
 
 /// CRNN1D's body: the slice as a sequence of mel frames (Keras Permute + Reshape), 3 x
 /// (Conv1D 5 `valid` -> ReLU -> MaxPool1D 2) with 64, 128, 128 filters, GRU 64 (sequence),
-/// GRU 64 (last); no BatchNorm (unless `input_norm` puts one before it), no dropout. Variables `conv1`-`conv3`, `gru1`, `gru2`; Conv1D
-/// kernels are stored `[filters, input, width]` (PyTorch's layout of Keras's `(width, input,
+/// GRU 64 (last); no BatchNorm (unless `input_norm` puts one before it), no dropout.
+/// Variables `conv1`-`conv3`, `gru1`, `gru2`; Conv1D kernels are stored `[filters, input, width]` (PyTorch's layout of Keras's `(width, input,
 /// filters)`), glorot uniform over Keras's fans.
 #[derive(Debug)]
 struct Crnn1dBody {
@@ -232,8 +229,8 @@ enum Body {
 #[derive(Debug)]
 pub struct ZooNetwork {
     config: CrnnConfig,
-    /// CRNN1D's and RNN's BatchNorm over the mel bands when `config.input_norm` (the 2-D
-    /// bodies have their own).
+    /// The BatchNorm over the mel bands before the body (`bn_in`): always for the 2-D models,
+    /// for CRNN1D and RNN when `config.input_norm` ([`CrnnConfig::has_input_norm`]).
     bn_in: Option<KerasBatchNorm>,
     body: Body,
     dense: Dense,
@@ -243,7 +240,7 @@ impl ZooNetwork {
     /// The network of `config` under `path` (CRNN2D is [`Crnn2d`](crate::Crnn2d), not this).
     pub fn new(path: &nn::Path<'_>, config: &CrnnConfig) -> Result<Self> {
         config.validate()?;
-        let bn_in = config.input_norm.then(|| {
+        let bn_in = config.has_input_norm().then(|| {
             KerasBatchNorm::new(
                 path / "bn_in",
                 config.n_mels,
@@ -292,14 +289,12 @@ impl Network for ZooNetwork {
     }
     fn f_embed_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         self.check_input(xs)?;
-        let normed;
-        let xs = match &self.bn_in {
-            Some(bn) => {
-                normed = f_normalize_mels(bn, xs, train)?;
-                &normed
-            }
-            None => xs,
-        };
+        let normed = self
+            .bn_in
+            .as_ref()
+            .map(|bn| f_normalize_mels(bn, xs, train))
+            .transpose()?;
+        let xs = normed.as_ref().unwrap_or(xs);
         match &self.body {
             Body::Conv2d(b) => b.embed(xs, train),
             Body::Crnn1d(b) => b.embed(xs, train),

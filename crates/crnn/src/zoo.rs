@@ -147,8 +147,9 @@ impl Conv2dBody {
 /// CRNN1D's body: the slice as a sequence of mel frames (Keras Permute + Reshape), 3 x
 /// (Conv1D 5 `valid` -> ReLU -> MaxPool1D 2) with 64, 128, 128 filters, GRU 64 (sequence),
 /// GRU 64 (last); no BatchNorm (unless `input_norm` puts one before it), no dropout.
-/// Variables `conv1`-`conv3`, `gru1`, `gru2`; Conv1D kernels are stored `[filters, input, width]` (PyTorch's layout of Keras's `(width, input,
-/// filters)`), glorot uniform over Keras's fans.
+/// Variables `conv1`-`conv3`, `gru1`, `gru2`; Conv1D kernels are stored
+/// `[filters, input, width]` (PyTorch's layout of Keras's `(width, input, filters)`), glorot
+/// uniform over Keras's fans.
 #[derive(Debug)]
 struct Crnn1dBody {
     convs: Vec<(Tensor, Tensor)>,
